@@ -1,0 +1,1 @@
+"""Datasets: synthetic generators, file loaders, splitting and batching."""

@@ -1,0 +1,85 @@
+"""Errors a user can fix. Each carries its exit code and renders without a traceback."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_DIVERGED = 1
+EXIT_USAGE = 2
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One problem in a config: where it is, which key, what is wrong, how to fix it."""
+
+    source: str  # file name, or "--set key=value" for an override
+    line: int | None
+    column: int | None
+    key: str  # dotted path, e.g. "optimizer.lr"
+    message: str
+    hint: str | None = None
+
+    def where(self) -> str:
+        if self.line is None:
+            return self.source
+        return f"{self.source}:{self.line}:{self.column}"
+
+    def render(self) -> str:
+        head = f"{self.where()}: {self.key}: {self.message}" if self.key else f"{self.where()}: {self.message}"
+        return head + (f"\n    help: {self.hint}" if self.hint else "")
+
+    def to_dict(self) -> dict:
+        return {
+            "file": self.source,
+            "line": self.line,
+            "column": self.column,
+            "key": self.key,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+
+class TrainkitError(Exception):
+    """Base for errors caused by input; the CLI prints them and exits with `exit_code`."""
+
+    exit_code = EXIT_USAGE
+    kind = "error"
+
+    def to_dict(self) -> dict:
+        return {"type": self.kind, "message": str(self)}
+
+
+class ConfigError(TrainkitError):
+    """Every problem found in a config, reported together."""
+
+    kind = "config"
+
+    def __init__(self, issues: list[Issue]):
+        self.issues = list(issues)
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        n = len(self.issues)
+        head = f"{n} error{'s' if n != 1 else ''} in config:"
+        return head + "\n" + "\n".join("  " + i.render().replace("\n", "\n  ") for i in self.issues)
+
+    def to_dict(self) -> dict:
+        return {"type": self.kind, "message": self.render(), "issues": [i.to_dict() for i in self.issues]}
+
+
+class DataError(TrainkitError):
+    """A data file that cannot be used: names the file and, where known, row and column."""
+
+    kind = "data"
+
+    def __init__(self, message: str, path: str | None = None, hint: str | None = None):
+        self.path = path
+        self.hint = hint
+        text = f"{path}: {message}" if path else message
+        super().__init__(text + (f"\n    help: {hint}" if hint else ""))
+
+    def to_dict(self) -> dict:
+        return {"type": self.kind, "message": str(self), "file": self.path, "hint": self.hint}

@@ -1,0 +1,93 @@
+"""Metrics accumulated batch by batch over an epoch, then reported as `<split>_<metric>`.
+
+Regression: mse, mae, r2 (uniform average over outputs, as sklearn). Classification:
+accuracy; binary adds precision, recall and f1 for the positive class (label index 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from trainkit.backend import to_numpy, xp
+
+DEFAULT_METRICS = {
+    "regression": ("r2", "mae", "mse"),
+    "binary": ("accuracy", "precision", "recall", "f1"),
+    "multiclass": ("accuracy",),
+}
+
+
+def predicted_labels(pred, loss_name: str):
+    """Class indices from model outputs: probabilities (bce), logits (bce_with_logits), or scores."""
+    if pred.shape[1] == 1:
+        return (pred[:, 0] > (0.5 if loss_name == "bce" else 0.0)).astype(xp.int64)
+    return pred.argmax(axis=1)
+
+
+class MetricAccumulator:
+    """Running sums for one split over one epoch."""
+
+    def __init__(self, task: str, loss_name: str, names=None, reduction: str = "mean"):
+        self.task, self.loss_name = task, loss_name
+        self.loss_is_mean = reduction == "mean"
+        if names is None:  # the loss is reported anyway: don't repeat it as a metric
+            names = [m for m in DEFAULT_METRICS[task] if m != loss_name]
+        self.names = tuple(names)
+        self.loss_sum = 0.0
+        self.n = 0
+        self.sums: dict[str, float] = {}
+        self.target_sum = self.target_sq = None
+
+    def add(self, pred, target, loss: float, n: int) -> None:
+        """`loss` is the batch's loss as the loss reduces it; `target` as the loss prepared it."""
+        self.loss_sum += loss * n if self.loss_is_mean else loss
+        self.n += n
+        if not self.names:
+            return
+        s = self.sums
+        if self.task == "regression":
+            t = target.reshape(pred.shape)
+            d = pred - t
+            s["sse"] = s.get("sse", 0.0) + to_numpy((d * d).sum(axis=0)).astype(np.float64)
+            s["sae"] = s.get("sae", 0.0) + float(xp.abs(d).sum())
+            s["ty"] = s.get("ty", 0.0) + to_numpy(t.sum(axis=0)).astype(np.float64)
+            s["ty2"] = s.get("ty2", 0.0) + to_numpy((t * t).sum(axis=0)).astype(np.float64)
+            s["outputs"] = pred.shape[1]
+        else:
+            labels = predicted_labels(pred, self.loss_name)
+            truth = target if target.ndim == 1 else target.argmax(axis=1)
+            truth = truth.reshape(-1)
+            s["correct"] = s.get("correct", 0) + int((labels == truth).sum())
+            if self.task == "binary":
+                s["tp"] = s.get("tp", 0) + int(((labels == 1) & (truth == 1)).sum())
+                s["fp"] = s.get("fp", 0) + int(((labels == 1) & (truth != 1)).sum())
+                s["fn"] = s.get("fn", 0) + int(((labels != 1) & (truth == 1)).sum())
+
+    def result(self, split: str) -> dict[str, float]:
+        """Mean loss per sample (or the epoch's total for reduction: sum) and each metric."""
+        n = max(self.n, 1)
+        out = {f"{split}_loss": self.loss_sum / n if self.loss_is_mean else self.loss_sum}
+        s = self.sums
+        for name in self.names:
+            if name == "mse":
+                v = float(np.sum(s["sse"])) / (n * s["outputs"])
+            elif name == "mae":
+                v = s["sae"] / (n * s["outputs"])
+            elif name == "r2":
+                sst = s["ty2"] - s["ty"] ** 2 / n
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    r2 = np.where(sst > 0, 1.0 - s["sse"] / np.where(sst > 0, sst, 1.0), 0.0)
+                v = float(np.mean(r2))
+            elif name == "accuracy":
+                v = s["correct"] / n
+            elif name == "precision":
+                v = s["tp"] / (s["tp"] + s["fp"]) if s["tp"] + s["fp"] else 0.0
+            elif name == "recall":
+                v = s["tp"] / (s["tp"] + s["fn"]) if s["tp"] + s["fn"] else 0.0
+            elif name == "f1":
+                d = 2 * s["tp"] + s["fp"] + s["fn"]
+                v = 2 * s["tp"] / d if d else 0.0
+            else:  # pragma: no cover - names are validated by the schema
+                raise ValueError(name)
+            out[f"{split}_{name}"] = float(v)
+        return out

@@ -1,0 +1,155 @@
+"""Models: named recipes that assemble layers into a Network.
+
+Input and output sizes come from the data (outputs: y's columns for regression, the number
+of classes for multiclass, 1 for binary) unless the config gives them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import BeforeValidator, Field, field_validator
+
+from trainkit import registry
+from trainkit.nn.layers import Dropout, DropoutConfig, Linear, LinearConfig
+from trainkit.nn.network import Network
+from trainkit.registry import register
+from trainkit.schema import Component, InitConfig, InitScheme, init_shorthand
+
+Init = Annotated[InitConfig, BeforeValidator(init_shorthand)]
+ACTIVATIONS = [e.name for e in registry.entries("layers") if getattr(e.build, "activation", False)]
+
+
+def _layer(cfg):
+    return registry.build("layers", cfg)
+
+
+def _activation_layer(name_or_cfg):
+    entry = registry.get("layers", name_or_cfg if isinstance(name_or_cfg, str) else name_or_cfg.name)
+    cfg = entry.schema() if isinstance(name_or_cfg, str) else name_or_cfg
+    return entry.build(cfg)
+
+
+class ModelConfig(Component):
+    init: Init = Field(default_factory=lambda: InitScheme(name="default"),
+                       description="default (torch.nn.Linear's), xavier_*, kaiming_*, normal, zeros, or {from: FILE.npz}")
+
+
+def _check_activation(v):
+    if v is not None and v not in ACTIVATIONS:
+        import difflib
+
+        close = difflib.get_close_matches(v, ACTIVATIONS, n=1)
+        raise ValueError(f"unknown activation {v!r}; " + (f"did you mean {close[0]!r}?" if close else f"choose one of: {', '.join(ACTIVATIONS)}"))
+    return v
+
+
+class LinearModelConfig(ModelConfig):
+    """Linear regression y = x W^T + b (parameters `weight`, `bias`)."""
+
+    name: Literal["linear"] = "linear"
+    out_features: Optional[int] = Field(None, ge=1, description="default: from the data")
+    bias: bool = True
+
+
+@register("models", LinearModelConfig)
+def linear_model(cfg: LinearModelConfig, in_features: int, out_features: int, dtype) -> Network:
+    return Network([Linear(LinearConfig(bias=cfg.bias), out_features)], in_features, dtype, names="flat")
+
+
+class LogisticModelConfig(ModelConfig):
+    """Logistic regression for binary labels: p = sigmoid(x w^T + b)."""
+
+    name: Literal["logistic"] = "logistic"
+
+
+@register("models", LogisticModelConfig)
+def logistic_model(cfg: LogisticModelConfig, in_features: int, out_features: int, dtype) -> Network:
+    return Network([Linear(LinearConfig(), 1), _activation_layer("sigmoid")], in_features, dtype, names="flat")
+
+
+class SoftmaxModelConfig(ModelConfig):
+    """Multinomial logistic regression: logits x W^T + b, trained with cross_entropy."""
+
+    name: Literal["softmax"] = "softmax"
+
+
+@register("models", SoftmaxModelConfig)
+def softmax_model(cfg: SoftmaxModelConfig, in_features: int, out_features: int, dtype) -> Network:
+    return Network([Linear(LinearConfig(), out_features)], in_features, dtype, names="flat")
+
+
+class MLPConfig(ModelConfig):
+    """Multi-layer perceptron: [linear, activation, (dropout)] per hidden layer, then linear."""
+
+    name: Literal["mlp"] = "mlp"
+    hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [64], description="hidden layer sizes")
+    activation: str = Field("relu", description="activation after each hidden layer")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout probability after each hidden activation")
+    output_activation: Optional[str] = Field(None, description="e.g. sigmoid; none for logits")
+    out_features: Optional[int] = Field(None, ge=1, description="default: from the data")
+
+    @field_validator("activation", "output_activation")
+    @classmethod
+    def _known_activation(cls, v):
+        return _check_activation(v)
+
+
+@register("models", MLPConfig)
+def mlp_model(cfg: MLPConfig, in_features: int, out_features: int, dtype) -> Network:
+    layers = []
+    for h in cfg.hidden:
+        layers += [Linear(LinearConfig(), h), _activation_layer(cfg.activation)]
+        if cfg.dropout > 0:
+            layers.append(Dropout(DropoutConfig(p=cfg.dropout)))
+    layers.append(Linear(LinearConfig(), out_features))
+    if cfg.output_activation:
+        layers.append(_activation_layer(cfg.output_activation))
+    return Network(layers, in_features, dtype)
+
+
+LayerSpec = Annotated[
+    Union[tuple(e.schema for e in registry.entries("layers"))],
+    Field(discriminator="name"),
+    BeforeValidator(lambda v: {"name": v} if isinstance(v, str) else v),
+]
+
+
+class SequentialConfig(ModelConfig):
+    """Any stack of layers, listed explicitly (names as in `trainkit list layers`)."""
+
+    name: Literal["sequential"] = "sequential"
+    layers: list[LayerSpec] = Field(min_length=1)
+
+    @field_validator("layers")
+    @classmethod
+    def _sizes(cls, layers):
+        linear = [i for i, lay in enumerate(layers) if lay.name == "linear"]
+        missing = [i for i in linear[:-1] if layers[i].out_features is None]
+        if missing:
+            raise ValueError(f"layers[{missing[0]}] needs out_features (only the last linear layer takes it from the data)")
+        return layers
+
+
+@register("models", SequentialConfig)
+def sequential_model(cfg: SequentialConfig, in_features: int, out_features: int, dtype) -> Network:
+    layers = []
+    last_linear = max((i for i, lay in enumerate(cfg.layers) if lay.name == "linear"), default=None)
+    for i, lay in enumerate(cfg.layers):
+        if lay.name == "linear":
+            layers.append(Linear(lay, lay.out_features or (out_features if i == last_linear else None)))
+        else:
+            layers.append(_layer(lay))
+    return Network(layers, in_features, dtype)
+
+
+def declared_out_features(cfg) -> int | None:
+    """The output size a model config states itself, if any (to check against the data)."""
+    if cfg.name in ("linear", "mlp"):
+        return cfg.out_features
+    if cfg.name == "logistic":
+        return 1
+    if cfg.name == "sequential":
+        lin = [lay for lay in cfg.layers if lay.name == "linear"]
+        return lin[-1].out_features if lin else None
+    return None

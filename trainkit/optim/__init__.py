@@ -1,0 +1,1 @@
+"""Optimizers (one update rule each) and learning-rate schedules."""

@@ -1,0 +1,157 @@
+"""Terminal rendering: a rich progress bar on terminals, plain lines elsewhere, result tables.
+
+Plain mode (not a terminal, or CI / TERM=dumb / NO_COLOR set) writes one line per logged
+epoch with no ANSI codes: about 50 lines per run at most, the first and last epoch always.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from typing import IO
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+SMALL_MODEL = 24  # parameters: up to this many are printed in full
+
+
+def choose_mode(requested: str, stream: IO) -> str:
+    if requested != "auto":
+        return requested
+    env = os.environ
+    if env.get("CI") or env.get("TERM") == "dumb" or "NO_COLOR" in env or not stream.isatty():
+        return "plain"
+    return "bar"
+
+
+def make_console(stream: IO, plain: bool) -> Console:
+    if plain:
+        return Console(file=stream, force_terminal=False, no_color=True, highlight=False, width=100,
+                       soft_wrap=True)
+    return Console(file=stream, highlight=False)
+
+
+def fmt(v) -> str:
+    if isinstance(v, float):
+        if v == 0 or math.isnan(v) or math.isinf(v):
+            return str(v)
+        return f"{v:.4g}" if 1e-3 <= abs(v) < 1e5 else f"{v:.3e}"
+    return str(v)
+
+
+def _row_text(row: dict) -> str:
+    """The losses, the first metric of each split (r2 or accuracy) and the lr, on one line."""
+    keys = [k for k in row if k.endswith("_loss")]
+    for split in ("train", "val"):
+        first = next((k for k in row if k.startswith(split + "_") and k != split + "_loss"), None)
+        if first:
+            keys.append(first)
+    keys.append("lr")
+    return "  ".join(f"{k}={fmt(row[k])}" for k in keys if k in row)
+
+
+class Progress:
+    """Per-epoch progress: `bar`, `plain` or `none`."""
+
+    def __init__(self, mode: str, stream: IO, epochs: int, log_every: int | None = None):
+        self.mode, self.stream, self.epochs = mode, stream, epochs
+        self.every = log_every or max(1, math.ceil(epochs / 50))
+        self._bar = None
+        self._task = None
+
+    def __enter__(self):
+        if self.mode == "bar":
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self._bar = RichProgress(
+                TextColumn("[bold]epoch"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+                console=Console(file=self.stream), transient=False,
+            )
+            self._bar.__enter__()
+            self._task = self._bar.add_task("train", total=self.epochs, status="")
+        return self
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+    def start(self, exp) -> None:
+        """Announce the run (plain mode): what is trained on what."""
+        if self.mode == "plain":
+            i = exp.info
+            cfg = exp.loaded.config
+            print(f"training {cfg.model.name} ({i['n_params']} parameters) on {i['n_train']} samples "
+                  f"[{i['task']}] with {cfg.optimizer.name}, loss {cfg.loss.name}, {cfg.train.epochs} epochs",
+                  file=self.stream, flush=True)
+
+    def update(self, row: dict) -> None:
+        e = row["epoch"]
+        if self.mode == "bar":
+            status = "loss " + fmt(row["train_loss"])
+            if "val_loss" in row:
+                status += "  val " + fmt(row["val_loss"])
+            self._bar.update(self._task, completed=e, status=status)
+        elif self.mode == "plain" and (e == 1 or e % self.every == 0 or e == self.epochs):
+            width = len(str(self.epochs))
+            print(f"epoch {e:>{width}}/{self.epochs}  {_row_text(row)}", file=self.stream, flush=True)
+
+
+def params_table(params: dict[str, np.ndarray]) -> Table:
+    total = sum(v.size for v in params.values())
+    table = Table(title="parameters", title_justify="left")
+    table.add_column("name")
+    table.add_column("shape")
+    if total <= SMALL_MODEL:
+        table.add_column("value")
+        for k, v in params.items():
+            text = np.array2string(v, precision=4, separator=", ", suppress_small=True)
+            table.add_row(k, str(tuple(v.shape)), text)
+    else:
+        for col in ("mean", "std", "L2 norm"):
+            table.add_column(col, justify="right")
+        for k, v in params.items():
+            table.add_row(k, str(tuple(v.shape)), fmt(float(v.mean())), fmt(float(v.std())),
+                          fmt(float(np.linalg.norm(v))))
+    return table
+
+
+def metrics_table(metrics: dict[str, float]) -> Table:
+    splits = [s for s in ("train", "val", "test") if any(k.startswith(s + "_") for k in metrics)]
+    names: list[str] = []
+    for k in metrics:
+        for s in splits:
+            if k.startswith(s + "_") and k[len(s) + 1 :] not in names:
+                names.append(k[len(s) + 1 :])
+    table = Table(title="metrics", title_justify="left")
+    table.add_column("metric")
+    for s in splits:
+        table.add_column(s, justify="right")
+    for n in names:
+        table.add_row(n, *[fmt(metrics[f"{s}_{n}"]) if f"{s}_{n}" in metrics else "" for s in splits])
+    extra = {k: v for k, v in metrics.items() if not any(k.startswith(s + "_") for s in splits)}
+    for k, v in extra.items():
+        table.add_row(k, fmt(v), *[""] * (len(splits) - 1))
+    return table
+
+
+STATUS_STYLE = {"completed": "green", "early_stopped": "green", "diverged": "bold red", "interrupted": "yellow"}
+
+
+def render_result(result, console: Console) -> None:
+    style = STATUS_STYLE.get(result.status, "")
+    console.print(f"[{style}]{result.status}[/]: {result.stop_reason} "
+                  f"({result.epochs_run} epochs, {result.timing['train_s']:.2f}s)")
+    if result.message:
+        console.print(result.message)
+    if result.metrics:
+        console.print(metrics_table(result.metrics))
+    console.print(params_table(result.params))
+
+
+def stderr_console() -> Console:
+    plain = choose_mode("auto", sys.stderr) == "plain"
+    return make_console(sys.stderr, plain)

@@ -1,0 +1,250 @@
+"""The training loop: epochs of (shuffled) mini-batches, validation, history, stopping.
+
+One step: gather a batch → forward → loss → backward (chain rule, layer by layer) →
+regularization gradient → clipping → optimizer update with the scheduled learning rate.
+After each epoch: validation in evaluation mode, the history row, callbacks, stop checks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from trainkit.backend import to_numpy, xp
+from trainkit.metrics import MetricAccumulator
+
+
+@dataclass
+class RunResult:
+    """What a run produced; `to_dict()` is the `--json` document."""
+
+    status: str  # completed | early_stopped | diverged | interrupted
+    epochs_run: int
+    metrics: dict[str, float]
+    params: dict[str, np.ndarray]
+    history: list[dict[str, float]]
+    timing: dict[str, float]
+    stop_reason: str
+    best_epoch: int | None = None
+    message: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)  # task, sizes, classes
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "status": self.status,
+            "epochs_run": self.epochs_run,
+            "stop_reason": self.stop_reason,
+            "best_epoch": self.best_epoch,
+            "message": self.message,
+            "metrics": self.metrics,
+            "params": {k: v.tolist() for k, v in self.params.items()},
+            "history": self.history,
+            "timing": self.timing,
+            "info": self.info,
+            "config": self.config,
+        }
+
+
+class EarlyStopping:
+    """Stop when `monitor` has not improved by `min_delta` for `patience` epochs."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        mode = cfg.mode
+        if mode == "auto":
+            mode = "min" if cfg.monitor.endswith(("loss", "mse", "mae")) else "max"
+        self.sign = 1.0 if mode == "min" else -1.0
+        self.best = math.inf
+        self.best_epoch: int | None = None
+        self.best_params: np.ndarray | None = None
+        self.wait = 0
+
+    def update(self, epoch: int, row: dict, flat) -> bool:
+        """Record this epoch; True when training should stop."""
+        value = self.sign * row[self.cfg.monitor]
+        if value < self.best - self.cfg.min_delta:
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.cfg.restore_best:
+                self.best_params = flat.copy()
+        else:
+            self.wait += 1
+        return self.wait >= self.cfg.patience
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": -1 if self.best_epoch is None else self.best_epoch, "wait": self.wait}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.best, self.wait = float(s["best"]), int(s["wait"])
+        self.best_epoch = None if int(s["best_epoch"]) < 0 else int(s["best_epoch"])
+
+
+class Trainer:
+    def __init__(self, net, loss, optimizer, schedule, train_cfg, reg_cfg, task: str, loss_name: str,
+                 shuffle_rng: np.random.Generator, metric_names=None):
+        self.net, self.loss, self.opt, self.schedule = net, loss, optimizer, schedule
+        self.cfg, self.reg = train_cfg, reg_cfg
+        self.task, self.loss_name = task, loss_name
+        self.rng = shuffle_rng
+        self.metric_names = metric_names
+        self.early = EarlyStopping(train_cfg.early_stopping) if train_cfg.early_stopping else None
+        self.stop_requested: str | None = None  # set from a signal handler: "SIGINT" / "SIGTERM"
+        self.epoch = 0  # epochs completed
+        self.history: list[dict] = []
+        self._reg_slices = None
+        if reg_cfg.l1 or reg_cfg.l2:
+            self._reg_slices = [slice(0, net.flat.size)] if reg_cfg.apply_to_bias else net.weight_slices()
+
+    # ------------------------------------------------------------------ pieces
+
+    def reg_loss(self) -> float:
+        if self._reg_slices is None:
+            return 0.0
+        p, total = self.net.flat, 0.0
+        for sl in self._reg_slices:
+            w = p[sl]
+            if self.reg.l1:
+                total += self.reg.l1 * float(xp.abs(w).sum())
+            if self.reg.l2:
+                total += self.reg.l2 * float(xp.vdot(w, w))
+        return total
+
+    def _reg_grad(self) -> None:
+        """∂/∂w of l1·Σ|w| + l2·Σw² is l1·sign(w) + 2·l2·w."""
+        p, g = self.net.flat, self.net.grad
+        for sl in self._reg_slices:
+            if self.reg.l1:
+                g[sl] += self.reg.l1 * xp.sign(p[sl])
+            if self.reg.l2:
+                g[sl] += (2.0 * self.reg.l2) * p[sl]
+
+    def _clip(self) -> None:
+        g = self.net.grad
+        if self.cfg.clip_grad_value is not None:
+            v = self.cfg.clip_grad_value
+            xp.clip(g, -v, v, out=g)
+        if self.cfg.clip_grad_norm is not None:
+            # torch.nn.utils.clip_grad_norm_: scale by max_norm / (‖g‖ + 1e-6) when that is < 1
+            coef = self.cfg.clip_grad_norm / (math.sqrt(float(xp.vdot(g, g))) + 1e-6)
+            if coef < 1.0:
+                g *= coef
+
+    def _accumulator(self):
+        return MetricAccumulator(self.task, self.loss_name, self.metric_names, self.loss.cfg.reduction)
+
+    def evaluate(self, X, T, split: str, batch_size: int = 4096) -> dict[str, float]:
+        """Loss and metrics of the current parameters on (X, T), in evaluation mode."""
+        acc = self._accumulator()
+        for i in range(0, len(X), batch_size):
+            xb, tb = X[i : i + batch_size], T[i : i + batch_size]
+            pred = self.net.forward(xb, training=False)
+            acc.add(pred, tb, self.loss.forward(pred, tb), len(xb))
+        return acc.result(split)
+
+    # ------------------------------------------------------------------ the loop
+
+    def fit(self, X, T, X_val=None, T_val=None, on_epoch: Callable[[dict], None] | None = None) -> dict:
+        """Train until the epoch budget, early stopping, divergence or a stop request.
+
+        Returns {status, stop_reason, message, train_s, epoch_times}."""
+        n = len(X)
+        bs = n if self.cfg.batch_size in (None, "full") else min(int(self.cfg.batch_size), n)
+        batches = _Batches(X, T, bs, self.cfg.shuffle)
+        epoch_times: list[float] = []
+        status, reason = "completed", f"ran all {self.cfg.epochs} epochs"
+        t_start = time.perf_counter()
+        with np.errstate(all="ignore"):  # overflow surfaces as a non-finite loss, reported below
+            while self.epoch < self.cfg.epochs:
+                t0 = time.perf_counter()
+                epoch = self.epoch
+                lr = self.schedule.lr(epoch)
+                acc = self._accumulator()
+                failure = self._train_epoch(batches, lr, acc)
+                if failure:
+                    status, reason = failure
+                    break
+                row = {"epoch": epoch + 1, **acc.result("train")}
+                if self._reg_slices is not None:
+                    row["reg_loss"] = self.reg_loss()
+                if X_val is not None:
+                    row.update(self.evaluate(X_val, T_val, "val"))
+                row["lr"] = lr
+                self.history.append(row)
+                self.epoch += 1
+                epoch_times.append(time.perf_counter() - t0)
+                self.schedule.observe(epoch, row)
+                stop = self.early.update(epoch + 1, row, self.net.flat) if self.early else False
+                if on_epoch:
+                    on_epoch(row)
+                if stop:
+                    status = "early_stopped"
+                    reason = (f"no improvement in {self.early.cfg.monitor} for {self.early.cfg.patience} epochs; "
+                              f"stopped at epoch {epoch + 1}, best epoch {self.early.best_epoch}")
+                    break
+                if self.stop_requested:
+                    status, reason = "interrupted", f"stopped by {self.stop_requested} after epoch {epoch + 1}"
+                    break
+        message = None
+        if status == "diverged":
+            message = (f"training diverged: {reason}. Try a smaller learning rate (optimizer.lr is "
+                       f"{getattr(self.opt.cfg, 'lr', '?')}), gradient clipping (train.clip_grad_norm), "
+                       "or standardized inputs.")
+        elif self.early and self.early.best_params is not None and self.early.cfg.restore_best:
+            self.net.flat[...] = self.early.best_params
+        return {"status": status, "stop_reason": reason, "message": message,
+                "train_s": time.perf_counter() - t_start, "epoch_times": epoch_times}
+
+    def _train_epoch(self, batches, lr: float, acc) -> tuple[str, str] | None:
+        """One pass over the training set; (status, reason) if the run must end now."""
+        net, loss, opt = self.net, self.loss, self.opt
+        epoch = self.epoch + 1
+        for step, (xb, tb) in enumerate(batches.epoch(self.rng), start=1):
+            pred = net.forward(xb, training=True)
+            value = loss.forward(pred, tb)
+            if not math.isfinite(value):
+                return "diverged", f"loss became {value} at epoch {epoch}, step {step}"
+            acc.add(pred, tb, value, len(xb))
+            net.backward(loss.backward())
+            if self._reg_slices is not None:
+                self._reg_grad()
+            if self.cfg.clip_grad_norm is not None or self.cfg.clip_grad_value is not None:
+                self._clip()
+            opt.step(lr)
+            if self.stop_requested and step < batches.n_batches:
+                # Stopped mid-epoch: the partial epoch is not recorded; a resume redoes it whole.
+                return "interrupted", f"stopped by {self.stop_requested} during epoch {epoch}"
+        if not bool(xp.isfinite(net.flat).all()):
+            return "diverged", f"parameters became non-finite in epoch {epoch}"
+        return None
+
+    def params(self) -> dict[str, np.ndarray]:
+        return {k: to_numpy(v).copy() for k, v in self.net.params.items()}
+
+
+class _Batches:
+    """Mini-batches of (X, T): gathered in shuffled order into two reused buffers, or sliced
+    in file order without copying."""
+
+    def __init__(self, X, T, batch_size: int, shuffle: bool):
+        self.X, self.T, self.bs, self.shuffle = X, T, batch_size, shuffle
+        self.n = len(X)
+        self.n_batches = -(-self.n // batch_size)
+        if shuffle:
+            self.xbuf = xp.empty((batch_size,) + X.shape[1:], X.dtype)
+            self.tbuf = xp.empty((batch_size,) + T.shape[1:], T.dtype)
+
+    def epoch(self, rng):
+        X, T, bs, n = self.X, self.T, self.bs, self.n
+        if not self.shuffle:
+            for start in range(0, n, bs):
+                yield X[start : start + bs], T[start : start + bs]
+            return
+        order = rng.permutation(n)
+        for start in range(0, n, bs):
+            idx = order[start : start + bs]
+            m = len(idx)
+            yield xp.take(X, idx, axis=0, out=self.xbuf[:m]), xp.take(T, idx, axis=0, out=self.tbuf[:m])
