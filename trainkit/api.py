@@ -7,9 +7,10 @@ import signal
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -43,30 +44,43 @@ class Experiment:
 
 
 def _resolve_task(loaded: LoadedConfig, ds: Dataset) -> str:
+    """data.task, else the dataset's own (generators know it), else what the loss or model
+    implies, else a guess from the labels. Two classes under a multiclass loss or model
+    (cross_entropy, softmax) are treated as multiclass."""
     cfg = loaded.config
-    if cfg.data.task:
-        return cfg.data.task
-    if cfg.loss is not None:
-        task = registry.get("losses", cfg.loss.name).build.task
-        if task != "regression" or ds.task in (None, "regression"):
-            return task if task != "binary" or ds.task != "multiclass" else "multiclass"
-    if cfg.model.name in _MODEL_TASK:
-        return _MODEL_TASK[cfg.model.name]
-    return ds.task or guess_task(ds.y)
+    task = cfg.data.task or ds.task
+    implied = (
+        registry.get("losses", cfg.loss.name).build.task
+        if cfg.loss is not None
+        else _MODEL_TASK.get(cfg.model.name)
+    )
+    if task is None:
+        return implied or guess_task(ds.y)
+    if task == "binary" and implied == "multiclass":
+        return "multiclass"
+    return task
 
 
 def _check_task(loaded: LoadedConfig, ds: Dataset, task: str, loss_entry) -> None:
     loss_task = loss_entry.build.task
     if task == "regression" and loss_task != "regression":
-        raise loaded.error(("loss", "name"), f"{loss_entry.name} is a classification loss but the task is regression",
-                           "use mse, mae or huber, or set data.task: binary / multiclass")
+        raise loaded.error(
+            ("loss", "name"),
+            f"{loss_entry.name} is a classification loss but the task is regression",
+            "use mse, mae or huber, or set data.task: binary / multiclass",
+        )
     if task != "regression" and loss_task == "regression" and ds.classes is not None:
         pass  # e.g. mse on class indices: allowed, if unusual
     if task == "multiclass" and loss_task == "binary":
-        raise loaded.error(("loss", "name"), f"{loss_entry.name} is for two classes but the labels have {len(ds.classes)}",
-                           "use cross_entropy for more than two classes")
+        raise loaded.error(
+            ("loss", "name"),
+            f"{loss_entry.name} is for two classes but the labels have {len(ds.classes)}",
+            "use cross_entropy for more than two classes",
+        )
     if task in ("binary", "multiclass") and ds.classes is not None and len(ds.classes) < 2:
-        raise DataError(f"classification needs at least 2 classes, the labels have {len(ds.classes)}", ds.source)
+        raise DataError(
+            f"classification needs at least 2 classes, the labels have {len(ds.classes)}", ds.source
+        )
 
 
 def load_init(loaded: LoadedConfig, net, path_str: str) -> None:
@@ -74,7 +88,9 @@ def load_init(loaded: LoadedConfig, net, path_str: str) -> None:
     key = ("model", "init", "from")
     path = loaded.resolve_path(path_str)
     if not path.is_file():
-        raise loaded.error(key, f"init file not found: {path}", "paths are relative to the config file")
+        raise loaded.error(
+            key, f"init file not found: {path}", "paths are relative to the config file"
+        )
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.keys()}
@@ -88,11 +104,17 @@ def load_init(loaded: LoadedConfig, net, path_str: str) -> None:
             parts.append(f"missing {', '.join(missing)}")
         if extra:
             parts.append(f"unexpected {', '.join(extra)}")
-        raise loaded.error(key, f"{path_str} does not match the model's parameters: {'; '.join(parts)}",
-                           f"the model's parameters are: {', '.join(f'{k} {tuple(v.shape)}' for k, v in net.params.items())}")
+        raise loaded.error(
+            key,
+            f"{path_str} does not match the model's parameters: {'; '.join(parts)}",
+            f"the model's parameters are: {', '.join(f'{k} {tuple(v.shape)}' for k, v in net.params.items())}",
+        )
     for k, v in net.params.items():
         if arrays[k].shape != v.shape:
-            raise loaded.error(key, f"{path_str}: {k} has shape {arrays[k].shape}, the model needs {tuple(v.shape)}")
+            raise loaded.error(
+                key,
+                f"{path_str}: {k} has shape {arrays[k].shape}, the model needs {tuple(v.shape)}",
+            )
         v[...] = arrays[k]
 
 
@@ -116,17 +138,26 @@ def build(loaded: LoadedConfig) -> Experiment:
     _check_task(loaded, ds, task, loss_entry)
     loss = loss_entry.build(cfg.loss)
 
-    train_ds, val_ds, test_ds = split(ds, cfg.data.val_fraction, cfg.data.test_fraction, stream(seed, "split"))
+    train_ds, val_ds, test_ds = split(
+        ds, cfg.data.val_fraction, cfg.data.test_fraction, stream(seed, "split")
+    )
     if len(train_ds) < 1:
         raise loaded.error(("data", "val_fraction"), "no samples left for training after the split")
 
     out_features = train_ds.n_outputs()
     declared = declared_out_features(cfg.model)
     if declared is not None and declared != out_features:
-        what = {"multiclass": f"{out_features} classes", "binary": "binary labels (1 output)"}.get(task, f"{out_features} target column(s)")
-        raise loaded.error(("model",), f"the model has {declared} outputs but the data has {what}",
-                           "leave the output size out and it is taken from the data")
-    net = registry.get("models", cfg.model.name).build(cfg.model, ds.n_features, out_features, dtype)
+        what = {"multiclass": f"{out_features} classes", "binary": "binary labels (1 output)"}.get(
+            task, f"{out_features} target column(s)"
+        )
+        raise loaded.error(
+            ("model",),
+            f"the model has {declared} outputs but the data has {what}",
+            "leave the output size out and it is taken from the data",
+        )
+    net = registry.get("models", cfg.model.name).build(
+        cfg.model, ds.n_features, out_features, dtype
+    )
     init = cfg.model.init
     if getattr(init, "from_", None) is not None:
         load_init(loaded, net, init.from_)
@@ -138,9 +169,11 @@ def build(loaded: LoadedConfig) -> Experiment:
     if cfg.train.batch_size is None:
         cfg.train.batch_size = "full" if cfg.optimizer.name == "gd" else min(32, n_train)
     elif isinstance(cfg.train.batch_size, int) and cfg.train.batch_size > n_train:
-        raise loaded.error(("train", "batch_size"),
-                           f"batch_size {cfg.train.batch_size} is larger than the training set ({n_train} samples)",
-                           f"use train.batch_size: full, or at most {n_train}")
+        raise loaded.error(
+            ("train", "batch_size"),
+            f"batch_size {cfg.train.batch_size} is larger than the training set ({n_train} samples)",
+            f"use train.batch_size: full, or at most {n_train}",
+        )
 
     arrays: dict[str, Any] = {}
     for name, part in (("train", train_ds), ("val", val_ds), ("test", test_ds)):
@@ -148,10 +181,22 @@ def build(loaded: LoadedConfig) -> Experiment:
             arrays[f"X_{name}"] = xp.ascontiguousarray(xp.asarray(part.X, dtype=dtype))
             arrays[f"T_{name}"] = xp.ascontiguousarray(loss.prepare_targets(part.y, dtype))
 
-    optimizer = registry.get("optimizers", cfg.optimizer.name).build(cfg.optimizer, net.flat, net.grad)
+    optimizer = registry.get("optimizers", cfg.optimizer.name).build(
+        cfg.optimizer, net.flat, net.grad
+    )
     schedule = build_schedule(cfg.schedule, cfg.optimizer.lr)
-    trainer = Trainer(net, loss, optimizer, schedule, cfg.train, cfg.regularization, task, cfg.loss.name,
-                      stream(seed, "shuffle"), cfg.train.metrics)
+    trainer = Trainer(
+        net,
+        loss,
+        optimizer,
+        schedule,
+        cfg.train,
+        cfg.regularization,
+        task,
+        cfg.loss.name,
+        stream(seed, "shuffle"),
+        cfg.train.metrics,
+    )
     _check_monitors(loaded, trainer, val_ds is not None)
     info = {
         "task": task,
@@ -164,7 +209,15 @@ def build(loaded: LoadedConfig) -> Experiment:
         "classes": ds.classes,
         "data": ds.source,
     }
-    return Experiment(loaded, trainer, net, {"train": train_ds, "val": val_ds, "test": test_ds}, arrays, task, info)
+    return Experiment(
+        loaded,
+        trainer,
+        net,
+        {"train": train_ds, "val": val_ds, "test": test_ds},
+        arrays,
+        task,
+        info,
+    )
 
 
 def _check_monitors(loaded: LoadedConfig, trainer: Trainer, has_val: bool) -> None:
@@ -182,8 +235,11 @@ def _check_monitors(loaded: LoadedConfig, trainer: Trainer, has_val: bool) -> No
         checks.append((("schedule", "monitor"), cfg.schedule.monitor))
     for path, monitor in checks:
         if monitor not in keys:
-            hint = ("there is no validation split: set data.val_fraction above 0, or monitor train_loss"
-                    if monitor.startswith("val_") and not has_val else f"this run records: {', '.join(keys)}")
+            hint = (
+                "there is no validation split: set data.val_fraction above 0, or monitor train_loss"
+                if monitor.startswith("val_") and not has_val
+                else f"this run records: {', '.join(keys)}"
+            )
             raise loaded.error(path, f"{monitor!r} is not a metric of this run", hint)
 
 
@@ -205,8 +261,13 @@ def _stop_on_signals(trainer: Trainer):
             signal.signal(s, h)
 
 
-def train(config: LoadedConfig | str | Path, overrides=(), on_epoch: Callable[[dict], None] | None = None,
-          on_start: Callable[[Experiment], None] | None = None, run_dir=None) -> RunResult:
+def train(
+    config: LoadedConfig | str | Path,
+    overrides=(),
+    on_epoch: Callable[[dict], None] | None = None,
+    on_start: Callable[[Experiment], None] | None = None,
+    run_dir=None,
+) -> RunResult:
     """Train from a config (a path or a LoadedConfig) and return the RunResult.
 
     `on_start(experiment)` runs once everything is built; `on_epoch(row)` after each epoch.
@@ -228,7 +289,9 @@ def train(config: LoadedConfig | str | Path, overrides=(), on_epoch: Callable[[d
 
     a = exp.arrays
     with _stop_on_signals(exp.trainer):
-        out = exp.trainer.fit(a["X_train"], a["T_train"], a.get("X_val"), a.get("T_val"), on_epoch=epoch_hook)
+        out = exp.trainer.fit(
+            a["X_train"], a["T_train"], a.get("X_val"), a.get("T_val"), on_epoch=epoch_hook
+        )
     tr = exp.trainer
     history = tr.history
     metrics = dict(history[-1]) if history else {}

@@ -56,10 +56,23 @@ def _load(config: Path, overrides: list[str], seed: Optional[int], output_dir: O
     return load_config(config, extra)
 
 
-SetOpt = typer.Option(None, "--set", "-s", help="Override a config key: --set optimizer.lr=0.01 (value parsed as YAML). Repeatable.", metavar="KEY=VALUE")
+SetOpt = typer.Option(
+    None,
+    "--set",
+    "-s",
+    help="Override a config key: --set optimizer.lr=0.01 (value parsed as YAML). Repeatable.",
+    metavar="KEY=VALUE",
+)
 SeedOpt = typer.Option(None, "--seed", help="Override the config's seed.")
-JsonOpt = typer.Option(False, "--json", help="Write exactly one JSON document to stdout (human output goes to stderr).")
-OutOpt = typer.Option(None, "--output-dir", "-o", help="Write the run directory here (config, metrics, checkpoint, summary).")
+JsonOpt = typer.Option(
+    False, "--json", help="Write exactly one JSON document to stdout (human output goes to stderr)."
+)
+OutOpt = typer.Option(
+    None,
+    "--output-dir",
+    "-o",
+    help="Write the run directory here (config, metrics, checkpoint, summary).",
+)
 
 
 @app.command()
@@ -70,8 +83,12 @@ def train(
     output_dir: Optional[Path] = OutOpt,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
     as_json: bool = JsonOpt,
-    progress: ProgressMode = typer.Option(ProgressMode.auto, "--progress", help="auto: a bar on terminals, plain lines elsewhere."),
-    print_config: bool = typer.Option(False, "--print-config", help="Print the fully resolved config and exit."),
+    progress: ProgressMode = typer.Option(
+        ProgressMode.auto, "--progress", help="auto: a bar on terminals, plain lines elsewhere."
+    ),
+    print_config: bool = typer.Option(
+        False, "--print-config", help="Print the fully resolved config and exit."
+    ),
 ) -> None:
     """Train a model from a config and print the final metrics and parameters."""
     from trainkit import api
@@ -95,8 +112,11 @@ def train(
         if cfg.output.dir:
             from trainkit.rundir import RunDir
 
-            run_dir = RunDir(cfg.output.dir, overwrite=overwrite or cfg.output.overwrite,
-                             checkpoint_every=cfg.train.checkpoint_every)
+            run_dir = RunDir(
+                cfg.output.dir,
+                overwrite=overwrite or cfg.output.overwrite,
+                checkpoint_every=cfg.train.checkpoint_every,
+            )
         with Progress(mode, out, cfg.train.epochs, cfg.train.log_every) as prog:
             result = api.train(loaded, on_epoch=prog.update, on_start=prog.start, run_dir=run_dir)
     except TrainkitError as err:
@@ -111,7 +131,10 @@ def train(
         raise typer.Exit(EXIT_DIVERGED)
     if result.status == "interrupted":
         if run_dir is not None:
-            print(f"resume with: trainkit train {run_dir.path / 'config.yaml'} --resume", file=sys.stderr)
+            print(
+                f"resume with: trainkit train {run_dir.path / 'config.yaml'} --resume",
+                file=sys.stderr,
+            )
         raise typer.Exit(EXIT_SIGTERM if "SIGTERM" in result.stop_reason else EXIT_SIGINT)
 
 
@@ -131,8 +154,10 @@ def validate(
     except TrainkitError as err:
         _fail(err, as_json)
     cfg, i = loaded.config, exp.info
-    summary = (f"{cfg.model.name} ({i['n_params']} parameters), {cfg.loss.name} loss, {cfg.optimizer.name} "
-               f"lr={cfg.optimizer.lr}, {i['n_train']} training samples [{i['task']}], {cfg.train.epochs} epochs")
+    summary = (
+        f"{cfg.model.name} ({i['n_params']} parameters), {cfg.loss.name} loss, {cfg.optimizer.name} "
+        f"lr={cfg.optimizer.lr}, {i['n_train']} training samples [{i['task']}], {cfg.train.epochs} epochs"
+    )
     if as_json:
         _emit_json({"status": "ok", "config": loaded.resolved(), "info": i})
     else:
@@ -140,7 +165,11 @@ def validate(
 
 
 @app.command("list")
-def list_(kind: Optional[str] = typer.Argument(None, help="datasets, models, layers, losses, optimizers or schedules.")) -> None:
+def list_(
+    kind: Optional[str] = typer.Argument(
+        None, help="datasets, models, layers, losses, optimizers or schedules."
+    ),
+) -> None:
     """List the registered components with their parameters and defaults."""
     from trainkit import registry
 
@@ -152,7 +181,10 @@ def list_(kind: Optional[str] = typer.Argument(None, help="datasets, models, lay
 
             close = difflib.get_close_matches(kind, kinds, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            print(f"error: unknown kind {kind!r}{hint}; choose one of: {', '.join(kinds)}", file=sys.stderr)
+            print(
+                f"error: unknown kind {kind!r}{hint}; choose one of: {', '.join(kinds)}",
+                file=sys.stderr,
+            )
             raise typer.Exit(2)
         kinds = (k,)
     from rich.table import Table
@@ -170,7 +202,9 @@ def list_(kind: Optional[str] = typer.Argument(None, help="datasets, models, lay
             for fname, f in e.schema.model_fields.items():
                 if fname == "name":
                     continue
-                default = "required" if f.is_required() else (f.get_default(call_default_factory=True))
+                default = (
+                    "required" if f.is_required() else (f.get_default(call_default_factory=True))
+                )
                 if hasattr(default, "model_dump"):
                     default = default.model_dump(by_alias=True)
                 params.append(f"{f.alias or fname}={default}")

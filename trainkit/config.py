@@ -32,7 +32,9 @@ class EarlyStoppingConfig(Strict):
     monitor: str = Field("val_loss", description="metric to watch, e.g. val_loss, val_accuracy")
     patience: int = Field(10, ge=1, description="epochs without improvement before stopping")
     min_delta: float = Field(0.0, ge=0, description="smallest change that counts as improvement")
-    mode: Literal["auto", "min", "max"] = Field("auto", description="auto: max for accuracy-like metrics")
+    mode: Literal["auto", "min", "max"] = Field(
+        "auto", description="auto: max for accuracy-like metrics"
+    )
     restore_best: bool = Field(True, description="end with the parameters of the best epoch")
 
 
@@ -47,10 +49,17 @@ class TrainConfig(Strict):
         None, description="epochs between plain log lines; default: about 50 lines per run"
     )
     early_stopping: Optional[EarlyStoppingConfig] = None
-    clip_grad_norm: Optional[Annotated[float, Field(gt=0)]] = Field(None, description="max global L2 norm")
-    clip_grad_value: Optional[Annotated[float, Field(gt=0)]] = Field(None, description="max |gradient|")
-    metrics: Optional[list[Literal["mse", "mae", "r2", "accuracy", "precision", "recall", "f1"]]] = Field(
-        None, description="default: mse, mae, r2 (regression; the loss itself left out) or accuracy (+ precision, recall, f1 for binary)"
+    clip_grad_norm: Optional[Annotated[float, Field(gt=0)]] = Field(
+        None, description="max global L2 norm"
+    )
+    clip_grad_value: Optional[Annotated[float, Field(gt=0)]] = Field(
+        None, description="max |gradient|"
+    )
+    metrics: Optional[
+        list[Literal["mse", "mae", "r2", "accuracy", "precision", "recall", "f1"]]
+    ] = Field(
+        None,
+        description="default: mse, mae, r2 (regression; the loss itself left out) or accuracy (+ precision, recall, f1 for binary)",
     )
     checkpoint_every: Optional[Annotated[int, Field(ge=1)]] = Field(
         None, description="epochs between checkpoints in the run dir (always at the end)"
@@ -66,7 +75,9 @@ class RegularizationConfig(Strict):
 
 
 class OutputConfig(Strict):
-    dir: Optional[str] = Field(None, description="run directory (relative to the working directory)")
+    dir: Optional[str] = Field(
+        None, description="run directory (relative to the working directory)"
+    )
     overwrite: bool = False
 
 
@@ -81,7 +92,9 @@ def _name_shorthand(v):
 def component_union(kind: str):
     """One kind's schemas as a union discriminated on `name`."""
     schemas = tuple(e.schema for e in registry.entries(kind))
-    ann = schemas[0] if len(schemas) == 1 else Annotated[Union[schemas], Field(discriminator="name")]
+    ann = (
+        schemas[0] if len(schemas) == 1 else Annotated[Union[schemas], Field(discriminator="name")]
+    )
     return Annotated[ann, BeforeValidator(_name_shorthand)]
 
 
@@ -95,7 +108,10 @@ def run_config_model() -> type[BaseModel]:
         seed=(int, Field(0, ge=0, lt=2**63, description="fixes every random choice of the run")),
         data=(component_union("datasets"), ...),
         model=(component_union("models"), ...),
-        loss=(Optional[component_union("losses")], Field(None, description="default: from the task")),
+        loss=(
+            Optional[component_union("losses")],
+            Field(None, description="default: from the task"),
+        ),
         optimizer=(component_union("optimizers"), ...),
         schedule=(Optional[component_union("schedules")], None),
         regularization=(RegularizationConfig, RegularizationConfig()),
@@ -147,7 +163,11 @@ def _construct(loader: _Loader, node, path: Path_, smap: SourceMap, issues: list
     src = smap.source
     if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
         raise yaml.constructor.ConstructorError(
-            None, None, f"could not determine a constructor for the tag {node.tag!r}", node.start_mark)
+            None,
+            None,
+            f"could not determine a constructor for the tag {node.tag!r}",
+            node.start_mark,
+        )
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
         out: dict[Any, Any] = {}
@@ -155,14 +175,22 @@ def _construct(loader: _Loader, node, path: Path_, smap: SourceMap, issues: list
             key = loader.construct_object(knode, deep=True)
             line, col = knode.start_mark.line + 1, knode.start_mark.column + 1
             if not isinstance(key, (str, int, float, bool)) or isinstance(key, bool):
-                issues.append(Issue(src, line, col, _dotted(path), f"keys must be strings, got {key!r}"))
+                issues.append(
+                    Issue(src, line, col, _dotted(path), f"keys must be strings, got {key!r}")
+                )
                 continue
             key = str(key)
             if key in out:
                 first = smap.locate(path + (key,))
                 issues.append(
-                    Issue(src, line, col, _dotted(path + (key,)), f"duplicate key (first set on line {first[1]})",
-                          "remove one of the two; YAML would silently keep only the last")
+                    Issue(
+                        src,
+                        line,
+                        col,
+                        _dotted(path + (key,)),
+                        f"duplicate key (first set on line {first[1]})",
+                        "remove one of the two; YAML would silently keep only the last",
+                    )
                 )
                 continue
             smap.set(path + (key,), src, line, col)
@@ -177,7 +205,9 @@ def _construct(loader: _Loader, node, path: Path_, smap: SourceMap, issues: list
     return loader.construct_object(node, deep=True)
 
 
-def parse_yaml(text: str, source: str, smap: SourceMap | None = None, base: Path_ = ()) -> tuple[Any, SourceMap]:
+def parse_yaml(
+    text: str, source: str, smap: SourceMap | None = None, base: Path_ = ()
+) -> tuple[Any, SourceMap]:
     """Parse YAML text keeping each key's line; raise ConfigError on syntax or unsafe tags."""
     smap = smap or SourceMap(source)
     loader = _Loader(text)
@@ -195,7 +225,9 @@ def parse_yaml(text: str, source: str, smap: SourceMap | None = None, base: Path
         elif "\t" in problem or "\\t" in problem or "tab" in problem.lower():
             hint = "indent YAML with spaces, not tabs"
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        raise ConfigError([Issue(source, line, col, "", f"invalid YAML: {problem}", hint)]) from None
+        raise ConfigError(
+            [Issue(source, line, col, "", f"invalid YAML: {problem}", hint)]
+        ) from None
     except yaml.YAMLError as e:
         raise ConfigError([Issue(source, None, None, "", f"invalid YAML: {e}")]) from None
     finally:
@@ -214,8 +246,18 @@ def apply_override(raw: dict, text: str, smap: SourceMap) -> None:
     key, sep, value_text = text.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
-        raise ConfigError([Issue(label, None, None, "", f"an override must be in the form key.path=value, got {text!r}",
-                                 "e.g. --set optimizer.lr=0.01 or --set model.hidden=[64,32]")])
+        raise ConfigError(
+            [
+                Issue(
+                    label,
+                    None,
+                    None,
+                    "",
+                    f"an override must be in the form key.path=value, got {text!r}",
+                    "e.g. --set optimizer.lr=0.01 or --set model.hidden=[64,32]",
+                )
+            ]
+        )
     path: list[Any] = [int(p) if p.isdigit() else p for p in key.split(".")]
     value, _ = parse_yaml(value_text if value_text.strip() else "null", label)
     node = raw
@@ -241,7 +283,17 @@ def _has(node, part) -> bool:
 def _put(node, part, value, label):
     if isinstance(node, list):
         if not isinstance(part, int) or part > len(node):
-            raise ConfigError([Issue(label, None, None, str(part), f"index {part} is out of range for a list of {len(node)}")])
+            raise ConfigError(
+                [
+                    Issue(
+                        label,
+                        None,
+                        None,
+                        str(part),
+                        f"index {part} is out of range for a list of {len(node)}",
+                    )
+                ]
+            )
         if part == len(node):
             node.append(value)
         else:
@@ -285,25 +337,69 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError([Issue(source, None, None, "", "config file not found",
-                                 "check the path; example configs live in configs/")]) from None
+        raise ConfigError(
+            [
+                Issue(
+                    source,
+                    None,
+                    None,
+                    "",
+                    "config file not found",
+                    "check the path; example configs live in configs/",
+                )
+            ]
+        ) from None
     except IsADirectoryError:
-        raise ConfigError([Issue(source, None, None, "", "is a directory, not a config file",
-                                 f"for a run directory, use {Path(source) / 'config.yaml'}")]) from None
+        raise ConfigError(
+            [
+                Issue(
+                    source,
+                    None,
+                    None,
+                    "",
+                    "is a directory, not a config file",
+                    f"for a run directory, use {Path(source) / 'config.yaml'}",
+                )
+            ]
+        ) from None
     except UnicodeDecodeError as e:
-        raise ConfigError([Issue(source, None, None, "", f"not a UTF-8 text file (byte {e.start})")]) from None
+        raise ConfigError(
+            [Issue(source, None, None, "", f"not a UTF-8 text file (byte {e.start})")]
+        ) from None
     except OSError as e:
         raise ConfigError([Issue(source, None, None, "", f"cannot read: {e.strerror}")]) from None
     return load_config_text(text, source, overrides, base_dir=p.resolve().parent)
 
 
-def load_config_text(text: str, source: str = "<config>", overrides=(), base_dir: Path | None = None) -> LoadedConfig:
+def load_config_text(
+    text: str, source: str = "<config>", overrides=(), base_dir: Path | None = None
+) -> LoadedConfig:
     raw, smap = parse_yaml(text, source)
     if raw is None:
-        raise ConfigError([Issue(source, None, None, "", "config is empty",
-                                 "a config needs at least data, model and optimizer; see configs/linreg.yaml")])
+        raise ConfigError(
+            [
+                Issue(
+                    source,
+                    None,
+                    None,
+                    "",
+                    "config is empty",
+                    "a config needs at least data, model and optimizer; see configs/linreg.yaml",
+                )
+            ]
+        )
     if not isinstance(raw, dict):
-        raise ConfigError([Issue(source, 1, 1, "", f"the top level must be a mapping of keys, got a {_type_name(raw)}")])
+        raise ConfigError(
+            [
+                Issue(
+                    source,
+                    1,
+                    1,
+                    "",
+                    f"the top level must be a mapping of keys, got a {_type_name(raw)}",
+                )
+            ]
+        )
     for text_ in overrides:
         apply_override(raw, text_, smap)
     return validate(raw, smap, base_dir or Path.cwd())
@@ -329,13 +425,25 @@ def cross_field_issues(loaded: LoadedConfig) -> list[Issue]:
     cfg = loaded.config
     issues = []
     if cfg.optimizer.name == "gd" and isinstance(cfg.train.batch_size, int):
-        issues.append(loaded.issue(("train", "batch_size"),
-                                   "optimizer gd is full-batch gradient descent and cannot use mini-batches",
-                                   "set train.batch_size: full, or use optimizer sgd for mini-batch SGD"))
-    if cfg.loss is not None and cfg.loss.name == "cross_entropy" and getattr(cfg.model, "output_activation", None) == "softmax":
-        issues.append(loaded.issue(("model", "output_activation"),
-                                   "cross_entropy takes logits, so the model must not end in softmax",
-                                   "remove output_activation: softmax; predictions are turned into probabilities for you"))
+        issues.append(
+            loaded.issue(
+                ("train", "batch_size"),
+                "optimizer gd is full-batch gradient descent and cannot use mini-batches",
+                "set train.batch_size: full, or use optimizer sgd for mini-batch SGD",
+            )
+        )
+    if (
+        cfg.loss is not None
+        and cfg.loss.name == "cross_entropy"
+        and getattr(cfg.model, "output_activation", None) == "softmax"
+    ):
+        issues.append(
+            loaded.issue(
+                ("model", "output_activation"),
+                "cross_entropy takes logits, so the model must not end in softmax",
+                "remove output_activation: softmax; predictions are turned into probabilities for you",
+            )
+        )
     return issues
 
 
@@ -361,7 +469,8 @@ def _issue_from_error(err: dict, raw: dict, smap: SourceMap) -> Issue:
         hint = _did_you_mean(str(err["ctx"]["tag"]), tags, "choose one of")
         path = path + ("name",)
     elif typ == "union_tag_not_found":
-        tags = _quoted(err["ctx"]["expected_tags"]) if "expected_tags" in err.get("ctx", {}) else []
+        kind = _kind_of(path) + "s"
+        tags = registry.names(kind) if kind in registry.KINDS else []
         message = "missing key 'name'"
         hint = "choose one of: " + ", ".join(tags) if tags else None
     elif typ == "literal_error":
@@ -415,7 +524,15 @@ def _known_keys(path: Path_, raw: Any) -> list[str]:
     models = [run_config_model()]
     node = raw
     for seg in path:
-        node = node.get(seg) if isinstance(node, dict) else (node[seg] if isinstance(node, list) and isinstance(seg, int) and seg < len(node) else None)
+        node = (
+            node.get(seg)
+            if isinstance(node, dict)
+            else (
+                node[seg]
+                if isinstance(node, list) and isinstance(seg, int) and seg < len(node)
+                else None
+            )
+        )
         if isinstance(seg, int):
             continue
         nxt: list[type[BaseModel]] = []
@@ -425,7 +542,11 @@ def _known_keys(path: Path_, raw: Any) -> list[str]:
         if isinstance(node, str):
             node = {"name": node}
         if len(nxt) > 1 and isinstance(node, dict):
-            named = [m for m in nxt if "name" in m.model_fields and m.model_fields["name"].default == node.get("name")]
+            named = [
+                m
+                for m in nxt
+                if "name" in m.model_fields and m.model_fields["name"].default == node.get("name")
+            ]
             nxt = named or nxt
         models = nxt
     keys: list[str] = []
@@ -455,8 +576,14 @@ def _quoted(s: str) -> list[str]:
 
 
 def _kind_of(path: Path_) -> str:
-    names = {"data": "dataset", "model": "model", "loss": "loss", "optimizer": "optimizer",
-             "schedule": "schedule", "layers": "layer"}
+    names = {
+        "data": "dataset",
+        "model": "model",
+        "loss": "loss",
+        "optimizer": "optimizer",
+        "schedule": "schedule",
+        "layers": "layer",
+    }
     for seg in reversed(path):
         if seg in names:
             return names[seg]
@@ -464,8 +591,15 @@ def _kind_of(path: Path_) -> str:
 
 
 def _type_name(v) -> str:
-    return {dict: "mapping", list: "list", str: "string", int: "integer", float: "number", bool: "boolean",
-            type(None): "null"}.get(type(v), type(v).__name__)
+    return {
+        dict: "mapping",
+        list: "list",
+        str: "string",
+        int: "integer",
+        float: "number",
+        bool: "boolean",
+        type(None): "null",
+    }.get(type(v), type(v).__name__)
 
 
 def _dotted(path: Path_) -> str:

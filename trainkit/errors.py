@@ -28,7 +28,11 @@ class Issue:
         return f"{self.source}:{self.line}:{self.column}"
 
     def render(self) -> str:
-        head = f"{self.where()}: {self.key}: {self.message}" if self.key else f"{self.where()}: {self.message}"
+        head = (
+            f"{self.where()}: {self.key}: {self.message}"
+            if self.key
+            else f"{self.where()}: {self.message}"
+        )
         return head + (f"\n    help: {self.hint}" if self.hint else "")
 
     def to_dict(self) -> dict:
@@ -67,7 +71,11 @@ class ConfigError(TrainkitError):
         return head + "\n" + "\n".join("  " + i.render().replace("\n", "\n  ") for i in self.issues)
 
     def to_dict(self) -> dict:
-        return {"type": self.kind, "message": self.render(), "issues": [i.to_dict() for i in self.issues]}
+        return {
+            "type": self.kind,
+            "message": self.render(),
+            "issues": [i.to_dict() for i in self.issues],
+        }
 
 
 class DataError(TrainkitError):

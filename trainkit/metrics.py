@@ -55,8 +55,12 @@ class MetricAccumulator:
             s["outputs"] = pred.shape[1]
         else:
             labels = predicted_labels(pred, self.loss_name)
-            truth = target if target.ndim == 1 else target.argmax(axis=1)
-            truth = truth.reshape(-1)
+            if target.ndim == 1:
+                truth = target  # class indices
+            elif target.shape[1] == 1:
+                truth = target[:, 0] > 0.5  # binary 0/1 targets
+            else:
+                truth = target.argmax(axis=1)  # one-hot / class probabilities
             s["correct"] = s.get("correct", 0) + int((labels == truth).sum())
             if self.task == "binary":
                 s["tp"] = s.get("tp", 0) + int(((labels == 1) & (truth == 1)).sum())

@@ -12,8 +12,9 @@ The config layer turns each kind's schemas into one discriminated union on `name
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 KINDS = ("datasets", "models", "layers", "losses", "optimizers", "schedules")
 
@@ -81,7 +82,9 @@ def get(kind: str, name: str) -> Entry:
     try:
         return _REGISTRY[kind][name]
     except KeyError:
-        raise KeyError(f"unknown {kind[:-1]} {name!r}; choose one of: {', '.join(names(kind))}") from None
+        raise KeyError(
+            f"unknown {kind[:-1]} {name!r}; choose one of: {', '.join(names(kind))}"
+        ) from None
 
 
 def build(kind: str, cfg, **kwargs):

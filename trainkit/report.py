@@ -29,8 +29,14 @@ def choose_mode(requested: str, stream: IO) -> str:
 
 def make_console(stream: IO, plain: bool) -> Console:
     if plain:
-        return Console(file=stream, force_terminal=False, no_color=True, highlight=False, width=100,
-                       soft_wrap=True)
+        return Console(
+            file=stream,
+            force_terminal=False,
+            no_color=True,
+            highlight=False,
+            width=100,
+            soft_wrap=True,
+        )
     return Console(file=stream, highlight=False)
 
 
@@ -64,12 +70,24 @@ class Progress:
 
     def __enter__(self):
         if self.mode == "bar":
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as RichProgress
 
             self._bar = RichProgress(
-                TextColumn("[bold]epoch"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
-                console=Console(file=self.stream), transient=False,
+                TextColumn("[bold]epoch"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[status]}"),
+                console=Console(file=self.stream),
+                transient=False,
             )
             self._bar.__enter__()
             self._task = self._bar.add_task("train", total=self.epochs, status="")
@@ -84,9 +102,12 @@ class Progress:
         if self.mode == "plain":
             i = exp.info
             cfg = exp.loaded.config
-            print(f"training {cfg.model.name} ({i['n_params']} parameters) on {i['n_train']} samples "
-                  f"[{i['task']}] with {cfg.optimizer.name}, loss {cfg.loss.name}, {cfg.train.epochs} epochs",
-                  file=self.stream, flush=True)
+            print(
+                f"training {cfg.model.name} ({i['n_params']} parameters) on {i['n_train']} samples "
+                f"[{i['task']}] with {cfg.optimizer.name}, loss {cfg.loss.name}, {cfg.train.epochs} epochs",
+                file=self.stream,
+                flush=True,
+            )
 
     def update(self, row: dict) -> None:
         e = row["epoch"]
@@ -97,7 +118,9 @@ class Progress:
             self._bar.update(self._task, completed=e, status=status)
         elif self.mode == "plain" and (e == 1 or e % self.every == 0 or e == self.epochs):
             width = len(str(self.epochs))
-            print(f"epoch {e:>{width}}/{self.epochs}  {_row_text(row)}", file=self.stream, flush=True)
+            print(
+                f"epoch {e:>{width}}/{self.epochs}  {_row_text(row)}", file=self.stream, flush=True
+            )
 
 
 def params_table(params: dict[str, np.ndarray]) -> Table:
@@ -114,8 +137,13 @@ def params_table(params: dict[str, np.ndarray]) -> Table:
         for col in ("mean", "std", "L2 norm"):
             table.add_column(col, justify="right")
         for k, v in params.items():
-            table.add_row(k, str(tuple(v.shape)), fmt(float(v.mean())), fmt(float(v.std())),
-                          fmt(float(np.linalg.norm(v))))
+            table.add_row(
+                k,
+                str(tuple(v.shape)),
+                fmt(float(v.mean())),
+                fmt(float(v.std())),
+                fmt(float(np.linalg.norm(v))),
+            )
     return table
 
 
@@ -131,20 +159,29 @@ def metrics_table(metrics: dict[str, float]) -> Table:
     for s in splits:
         table.add_column(s, justify="right")
     for n in names:
-        table.add_row(n, *[fmt(metrics[f"{s}_{n}"]) if f"{s}_{n}" in metrics else "" for s in splits])
+        table.add_row(
+            n, *[fmt(metrics[f"{s}_{n}"]) if f"{s}_{n}" in metrics else "" for s in splits]
+        )
     extra = {k: v for k, v in metrics.items() if not any(k.startswith(s + "_") for s in splits)}
     for k, v in extra.items():
         table.add_row(k, fmt(v), *[""] * (len(splits) - 1))
     return table
 
 
-STATUS_STYLE = {"completed": "green", "early_stopped": "green", "diverged": "bold red", "interrupted": "yellow"}
+STATUS_STYLE = {
+    "completed": "green",
+    "early_stopped": "green",
+    "diverged": "bold red",
+    "interrupted": "yellow",
+}
 
 
 def render_result(result, console: Console) -> None:
     style = STATUS_STYLE.get(result.status, "")
-    console.print(f"[{style}]{result.status}[/]: {result.stop_reason} "
-                  f"({result.epochs_run} epochs, {result.timing['train_s']:.2f}s)")
+    console.print(
+        f"[{style}]{result.status}[/]: {result.stop_reason} "
+        f"({result.epochs_run} epochs, {result.timing['train_s']:.2f}s)"
+    )
     if result.message:
         console.print(result.message)
     if result.metrics:

@@ -46,9 +46,13 @@ def checkpoint_bytes(exp, epoch: int) -> bytes:
     """Parameters, optimizer/schedule/early-stopping state and RNG states, as .npz bytes."""
     tr = exp.trainer
     arrays = {f"param/{k}": to_numpy(v) for k, v in exp.net.params.items()}
-    meta = {"epoch": epoch, "optimizer": {}, "schedule": tr.schedule.state_dict(),
-            "early_stopping": tr.early.state_dict() if tr.early else None,
-            "rng": {"shuffle": tr.rng.bit_generator.state}}
+    meta = {
+        "epoch": epoch,
+        "optimizer": {},
+        "schedule": tr.schedule.state_dict(),
+        "early_stopping": tr.early.state_dict() if tr.early else None,
+        "rng": {"shuffle": tr.rng.bit_generator.state},
+    }
     for k, v in tr.opt.state_dict().items():
         if isinstance(v, np.ndarray):
             arrays[f"optim/{k}"] = to_numpy(v)
@@ -64,7 +68,9 @@ def checkpoint_bytes(exp, epoch: int) -> bytes:
 
 
 class RunDir:
-    def __init__(self, path: str | Path, overwrite: bool = False, checkpoint_every: int | None = None):
+    def __init__(
+        self, path: str | Path, overwrite: bool = False, checkpoint_every: int | None = None
+    ):
         self.path = Path(path)
         self.checkpoint_every = checkpoint_every
         if self.path.exists() and not self.path.is_dir():

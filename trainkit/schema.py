@@ -29,7 +29,13 @@ class InitScheme(Strict):
     """A named initialisation scheme with its options."""
 
     name: Literal[
-        "default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "normal", "zeros"
+        "default",
+        "xavier_uniform",
+        "xavier_normal",
+        "kaiming_uniform",
+        "kaiming_normal",
+        "normal",
+        "zeros",
     ]
     std: float = Field(0.01, gt=0, description="standard deviation for `normal`")
     gain: float = Field(1.0, gt=0, description="gain for the xavier schemes")

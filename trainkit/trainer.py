@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +77,11 @@ class EarlyStopping:
         return self.wait >= self.cfg.patience
 
     def state_dict(self) -> dict:
-        return {"best": self.best, "best_epoch": -1 if self.best_epoch is None else self.best_epoch, "wait": self.wait}
+        return {
+            "best": self.best,
+            "best_epoch": -1 if self.best_epoch is None else self.best_epoch,
+            "wait": self.wait,
+        }
 
     def load_state_dict(self, s: dict) -> None:
         self.best, self.wait = float(s["best"]), int(s["wait"])
@@ -84,8 +89,19 @@ class EarlyStopping:
 
 
 class Trainer:
-    def __init__(self, net, loss, optimizer, schedule, train_cfg, reg_cfg, task: str, loss_name: str,
-                 shuffle_rng: np.random.Generator, metric_names=None):
+    def __init__(
+        self,
+        net,
+        loss,
+        optimizer,
+        schedule,
+        train_cfg,
+        reg_cfg,
+        task: str,
+        loss_name: str,
+        shuffle_rng: np.random.Generator,
+        metric_names=None,
+    ):
         self.net, self.loss, self.opt, self.schedule = net, loss, optimizer, schedule
         self.cfg, self.reg = train_cfg, reg_cfg
         self.task, self.loss_name = task, loss_name
@@ -97,7 +113,9 @@ class Trainer:
         self.history: list[dict] = []
         self._reg_slices = None
         if reg_cfg.l1 or reg_cfg.l2:
-            self._reg_slices = [slice(0, net.flat.size)] if reg_cfg.apply_to_bias else net.weight_slices()
+            self._reg_slices = (
+                [slice(0, net.flat.size)] if reg_cfg.apply_to_bias else net.weight_slices()
+            )
 
     # ------------------------------------------------------------------ pieces
 
@@ -134,7 +152,9 @@ class Trainer:
                 g *= coef
 
     def _accumulator(self):
-        return MetricAccumulator(self.task, self.loss_name, self.metric_names, self.loss.cfg.reduction)
+        return MetricAccumulator(
+            self.task, self.loss_name, self.metric_names, self.loss.cfg.reduction
+        )
 
     def evaluate(self, X, T, split: str, batch_size: int = 4096) -> dict[str, float]:
         """Loss and metrics of the current parameters on (X, T), in evaluation mode."""
@@ -147,7 +167,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def fit(self, X, T, X_val=None, T_val=None, on_epoch: Callable[[dict], None] | None = None) -> dict:
+    def fit(
+        self, X, T, X_val=None, T_val=None, on_epoch: Callable[[dict], None] | None = None
+    ) -> dict:
         """Train until the epoch budget, early stopping, divergence or a stop request.
 
         Returns {status, stop_reason, message, train_s, epoch_times}."""
@@ -182,21 +204,33 @@ class Trainer:
                     on_epoch(row)
                 if stop:
                     status = "early_stopped"
-                    reason = (f"no improvement in {self.early.cfg.monitor} for {self.early.cfg.patience} epochs; "
-                              f"stopped at epoch {epoch + 1}, best epoch {self.early.best_epoch}")
+                    reason = (
+                        f"no improvement in {self.early.cfg.monitor} for {self.early.cfg.patience} epochs; "
+                        f"stopped at epoch {epoch + 1}, best epoch {self.early.best_epoch}"
+                    )
                     break
                 if self.stop_requested:
-                    status, reason = "interrupted", f"stopped by {self.stop_requested} after epoch {epoch + 1}"
+                    status, reason = (
+                        "interrupted",
+                        f"stopped by {self.stop_requested} after epoch {epoch + 1}",
+                    )
                     break
         message = None
         if status == "diverged":
-            message = (f"training diverged: {reason}. Try a smaller learning rate (optimizer.lr is "
-                       f"{getattr(self.opt.cfg, 'lr', '?')}), gradient clipping (train.clip_grad_norm), "
-                       "or standardized inputs.")
+            message = (
+                f"training diverged: {reason}. Try a smaller learning rate (optimizer.lr is "
+                f"{getattr(self.opt.cfg, 'lr', '?')}), gradient clipping (train.clip_grad_norm), "
+                "or standardized inputs."
+            )
         elif self.early and self.early.best_params is not None and self.early.cfg.restore_best:
             self.net.flat[...] = self.early.best_params
-        return {"status": status, "stop_reason": reason, "message": message,
-                "train_s": time.perf_counter() - t_start, "epoch_times": epoch_times}
+        return {
+            "status": status,
+            "stop_reason": reason,
+            "message": message,
+            "train_s": time.perf_counter() - t_start,
+            "epoch_times": epoch_times,
+        }
 
     def _train_epoch(self, batches, lr: float, acc) -> tuple[str, str] | None:
         """One pass over the training set; (status, reason) if the run must end now."""
@@ -247,4 +281,7 @@ class _Batches:
         for start in range(0, n, bs):
             idx = order[start : start + bs]
             m = len(idx)
-            yield xp.take(X, idx, axis=0, out=self.xbuf[:m]), xp.take(T, idx, axis=0, out=self.tbuf[:m])
+            yield (
+                xp.take(X, idx, axis=0, out=self.xbuf[:m]),
+                xp.take(T, idx, axis=0, out=self.tbuf[:m]),
+            )

@@ -14,7 +14,9 @@ TASKS = ("regression", "binary", "multiclass")
 
 
 class DatasetConfig(Component):
-    val_fraction: float = Field(0.2, ge=0, lt=1, description="share held out for validation (0: none)")
+    val_fraction: float = Field(
+        0.2, ge=0, lt=1, description="share held out for validation (0: none)"
+    )
     test_fraction: float = Field(0.0, ge=0, lt=1, description="share held out for a final test")
     task: Optional[Literal["regression", "binary", "multiclass"]] = Field(
         None, description="default: inferred from the labels, loss or model"
@@ -98,4 +100,8 @@ def split(ds: Dataset, val_fraction: float, test_fraction: float, rng: np.random
         val, test, train = perm[:n_val], perm[n_val : n_val + n_test], perm[n_val + n_test :]
     # Each part keeps file order, so `train.shuffle: false` trains in the order of the file.
     train, val, test = np.sort(train), np.sort(val), np.sort(test)
-    return ds.subset(train), (ds.subset(val) if len(val) else None), (ds.subset(test) if len(test) else None)
+    return (
+        ds.subset(train),
+        (ds.subset(val) if len(val) else None),
+        (ds.subset(test) if len(test) else None),
+    )

@@ -24,8 +24,11 @@ def _check_finite(X, y, path):
     bad = np.argwhere(~np.isfinite(X))
     if len(bad):
         r, c = bad[0]
-        raise DataError(f"X has {len(bad)} non-finite value(s), first at row {r}, column {c}: {X[r, c]}", path,
-                        "remove or impute missing values before training")
+        raise DataError(
+            f"X has {len(bad)} non-finite value(s), first at row {r}, column {c}: {X[r, c]}",
+            path,
+            "remove or impute missing values before training",
+        )
     if y.dtype.kind == "f" and not np.isfinite(y).all():
         r = int(np.argwhere(~np.isfinite(y.reshape(len(y), -1)))[0][0])
         raise DataError(f"y has non-finite values, first at row {r}", path)
@@ -45,15 +48,21 @@ def npz(cfg: NpzConfig, rng=None, resolve=Path, **_) -> Dataset:
     path = resolve(cfg.path)
     shown = str(cfg.path)
     if not path.is_file():
-        raise DataError("file not found" if not path.exists() else "not a file", shown,
-                        f"paths are relative to the config file's folder ({path.parent})")
+        raise DataError(
+            "file not found" if not path.exists() else "not a file",
+            shown,
+            f"paths are relative to the config file's folder ({path.parent})",
+        )
     try:
         with np.load(path, allow_pickle=False) as f:
             keys = list(f.keys())
             for k in (cfg.x_key, cfg.y_key):
                 if k not in keys:
-                    raise DataError(f"no array named {k!r}; it holds {', '.join(keys) or 'nothing'}", shown,
-                                    "save with np.savez(path, X=features, y=labels)")
+                    raise DataError(
+                        f"no array named {k!r}; it holds {', '.join(keys) or 'nothing'}",
+                        shown,
+                        "save with np.savez(path, X=features, y=labels)",
+                    )
             X, y = f[cfg.x_key], f[cfg.y_key]
     except DataError:
         raise
@@ -80,7 +89,9 @@ class CsvConfig(DatasetConfig):
     name: Literal["csv"] = "csv"
     path: str = Field(description="relative to the config file")
     target: str = Field(description="the label column")
-    features: Optional[list[str]] = Field(None, description="feature columns; default: all but target")
+    features: Optional[list[str]] = Field(
+        None, description="feature columns; default: all but target"
+    )
     delimiter: str = Field(",", min_length=1, max_length=1)
 
 
@@ -89,8 +100,11 @@ def csv_file(cfg: CsvConfig, rng=None, resolve=Path, **_) -> Dataset:
     path = resolve(cfg.path)
     shown = str(cfg.path)
     if not path.is_file():
-        raise DataError("file not found" if not path.exists() else "not a file", shown,
-                        f"paths are relative to the config file's folder ({path.parent})")
+        raise DataError(
+            "file not found" if not path.exists() else "not a file",
+            shown,
+            f"paths are relative to the config file's folder ({path.parent})",
+        )
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f, delimiter=cfg.delimiter))
@@ -100,7 +114,9 @@ def csv_file(cfg: CsvConfig, rng=None, resolve=Path, **_) -> Dataset:
         raise DataError(f"malformed CSV: {e}", shown) from None
     rows = [r for r in rows if r and any(c.strip() for c in r)]
     if not rows:
-        raise DataError("file is empty", shown, "a CSV needs a header row and at least two data rows")
+        raise DataError(
+            "file is empty", shown, "a CSV needs a header row and at least two data rows"
+        )
     header = [h.strip() for h in rows[0]]
     body = rows[1:]
     if len(body) < 2:
@@ -121,8 +137,11 @@ def csv_file(cfg: CsvConfig, rng=None, resolve=Path, **_) -> Dataset:
             try:
                 X[i, j] = float(r[c])
             except ValueError:
-                raise DataError(f"row {i + 2}, column {header[c]!r}: {r[c]!r} is not a number", shown,
-                                "feature columns must be numeric") from None
+                raise DataError(
+                    f"row {i + 2}, column {header[c]!r}: {r[c]!r} is not a number",
+                    shown,
+                    "feature columns must be numeric",
+                ) from None
     raw_y = [r[header.index(cfg.target)].strip() for r in body]
     try:
         y = np.array([float(v) for v in raw_y])

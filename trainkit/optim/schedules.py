@@ -77,7 +77,9 @@ class LinearWarmupConfig(ScheduleConfig):
     name: Literal["linear_warmup"] = "linear_warmup"
     warmup_epochs: int = Field(ge=1)
     start_factor: float = Field(0.1, gt=0, le=1)
-    then: Optional[_Then] = Field(None, description="schedule after the warmup (epochs counted from its end)")
+    then: Optional[_Then] = Field(
+        None, description="schedule after the warmup (epochs counted from its end)"
+    )
 
 
 class ReduceOnPlateauConfig(ScheduleConfig):
@@ -145,7 +147,9 @@ class Cosine(Schedule):
 
     def lr(self, epoch):
         c = self.cfg
-        return c.eta_min + 0.5 * (self.base - c.eta_min) * (1.0 + math.cos(math.pi * epoch / c.T_max))
+        return c.eta_min + 0.5 * (self.base - c.eta_min) * (
+            1.0 + math.cos(math.pi * epoch / c.T_max)
+        )
 
 
 @register("schedules", LinearWarmupConfig)
@@ -199,8 +203,12 @@ class ReduceOnPlateau(Schedule):
             self.cooldown_left, self.bad_epochs = c.cooldown, 0
 
     def state_dict(self):
-        return {"current": self.current, "best": self.best, "bad_epochs": self.bad_epochs,
-                "cooldown_left": self.cooldown_left}
+        return {
+            "current": self.current,
+            "best": self.best,
+            "bad_epochs": self.bad_epochs,
+            "cooldown_left": self.cooldown_left,
+        }
 
     def load_state_dict(self, state):
         self.current, self.best = float(state["current"]), float(state["best"])
