@@ -165,9 +165,7 @@ BAD_CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize(
-    "text,where,message,hint", [c[1:] for c in BAD_CONFIGS], ids=[c[0] for c in BAD_CONFIGS]
-)
+@pytest.mark.parametrize("text,where,message,hint", [c[1:] for c in BAD_CONFIGS], ids=[c[0] for c in BAD_CONFIGS])
 def test_bad_config_is_reported_with_line_key_and_hint(text, where, message, hint):
     issues = errors_of(text)
     matching = [i for i in issues if i.key == where[1]]
@@ -184,9 +182,7 @@ def test_bad_config_is_reported_with_line_key_and_hint(text, where, message, hin
 
 
 def test_every_error_is_reported_at_once():
-    text = BASE.replace("lr: 0.1", "lr: -1\n  momentun: 0.9").replace(
-        "epochs: 3", "epochs: 0\n  batch_sise: 3"
-    )
+    text = BASE.replace("lr: 0.1", "lr: -1\n  momentun: 0.9").replace("epochs: 3", "epochs: 0\n  batch_sise: 3")
     keys = {i.key for i in errors_of(text)}
     assert keys == {"optimizer.lr", "optimizer.momentun", "train.epochs", "train.batch_sise"}
 
@@ -307,13 +303,8 @@ def test_shorthand_component_names():
 
 def test_init_from_file_key_alias():
     cfg = load_config_text(
-        BASE.replace(
-            "  name: linear\noptimizer", "  name: linear\n  init: {from: w.npz}\noptimizer"
-        ),
+        BASE.replace("  name: linear\noptimizer", "  name: linear\n  init: {from: w.npz}\noptimizer"),
         "c",
     ).config
     assert cfg.model.init.from_ == "w.npz"
-    assert (
-        load_config_text(BASE, "c", ["model.init=xavier_uniform"]).config.model.init.name
-        == "xavier_uniform"
-    )
+    assert load_config_text(BASE, "c", ["model.init=xavier_uniform"]).config.model.init.name == "xavier_uniform"

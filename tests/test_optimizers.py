@@ -24,9 +24,7 @@ def grad_fn(p):
 # ------------------------------------------------------------------ reference rules
 
 
-def ref_sgd(
-    p, steps, lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0, maximize=False
-):
+def ref_sgd(p, steps, lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0, maximize=False):
     buf = None
     for _ in range(steps):
         g = grad_fn(p)
@@ -40,9 +38,7 @@ def ref_sgd(
     return p
 
 
-def ref_adagrad(
-    p, steps, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10
-):
+def ref_adagrad(p, steps, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10):
     s = np.full_like(p, initial_accumulator_value)
     for t in range(1, steps + 1):
         g = grad_fn(p)
@@ -54,9 +50,7 @@ def ref_adagrad(
     return p
 
 
-def ref_rmsprop(
-    p, steps, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False
-):
+def ref_rmsprop(p, steps, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
     v, gavg, buf = np.zeros_like(p), np.zeros_like(p), np.zeros_like(p)
     for _ in range(steps):
         g = grad_fn(p)
@@ -107,9 +101,7 @@ def ref_adam(
     return p
 
 
-def ref_nadam(
-    p, steps, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3
-):
+def ref_nadam(p, steps, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3):
     b1, b2 = betas
     m, v = np.zeros_like(p), np.zeros_like(p)
     mus = []
@@ -142,9 +134,7 @@ def ref_radam(p, steps, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
         rho_t = rho_inf - 2 * t * b2**t / (1 - b2**t)
         if rho_t > 5:
             l_t = math.sqrt(1 - b2**t) / (np.sqrt(v) + eps)
-            r_t = math.sqrt(
-                (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
-            )
+            r_t = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
             p = p - lr * mhat * l_t * r_t
         else:
             p = p - lr * mhat
@@ -228,9 +218,7 @@ def run_trainkit(name, kwargs, p0, steps, lr=None):
     return p, opt
 
 
-@pytest.mark.parametrize(
-    "name,kwargs,reference", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)]
-)
+@pytest.mark.parametrize("name,kwargs,reference", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 def test_update_rule_matches_published_pseudocode(name, kwargs, reference):
     p0 = np.random.default_rng(0).normal(size=7)
     got, _ = run_trainkit(name, kwargs, p0, N_STEPS)

@@ -64,9 +64,7 @@ def torch_mlp(sizes, activation):
     return model.double()
 
 
-@pytest.mark.parametrize(
-    "opt_name,kwargs,torch_cls", OPTIMIZERS, ids=[f"{o[0]}-{i}" for i, o in enumerate(OPTIMIZERS)]
-)
+@pytest.mark.parametrize("opt_name,kwargs,torch_cls", OPTIMIZERS, ids=[f"{o[0]}-{i}" for i, o in enumerate(OPTIMIZERS)])
 @pytest.mark.parametrize("task", ["multiclass", "regression"])
 def test_same_parameters_as_torch(tmp_path, opt_name, kwargs, torch_cls, task):
     rng = np.random.default_rng(0)
@@ -75,9 +73,7 @@ def test_same_parameters_as_torch(tmp_path, opt_name, kwargs, torch_cls, task):
     np.savez(tmp_path / "data.npz", X=X, y=y)
     activation = "tanh" if task == "multiclass" else "gelu"
     tmodel = torch_mlp([3, 8, 5, 3 if task == "multiclass" else 1], activation)
-    np.savez(
-        tmp_path / "init.npz", **{k: v.detach().numpy() for k, v in tmodel.state_dict().items()}
-    )
+    np.savez(tmp_path / "init.npz", **{k: v.detach().numpy() for k, v in tmodel.state_dict().items()})
     loss_name = "cross_entropy" if task == "multiclass" else "mse"
     (tmp_path / "c.yaml").write_text(f"""
 data: {{name: npz, path: data.npz, val_fraction: 0, task: {task}}}

@@ -41,19 +41,12 @@ def test_json_document_contract(cli):
     doc = json.loads(r.stdout)  # stdout holds exactly one JSON document
     assert doc["status"] == "completed" and doc["epochs_run"] == 1000
     assert set(doc["metrics"]) >= {"train_loss", "val_loss", "val_r2"}
-    assert (
-        abs(doc["params"]["weight"][0][0] - 3) < 0.15 and abs(doc["params"]["bias"][0] - 2.5) < 0.15
-    )
+    assert abs(doc["params"]["weight"][0][0] - 3) < 0.15 and abs(doc["params"]["bias"][0] - 2.5) < 0.15
     assert len(doc["history"]) == 1000
-    assert doc["history"][0]["epoch"] == 1 and {"train_loss", "val_loss", "lr"} <= set(
-        doc["history"][0]
-    )
+    assert doc["history"][0]["epoch"] == 1 and {"train_loss", "val_loss", "lr"} <= set(doc["history"][0])
     assert all(set(row) == set(doc["history"][0]) for row in doc["history"])
     assert doc["history"][-1]["train_loss"] == doc["metrics"]["train_loss"]
-    assert (
-        doc["timing"]["wall_s"] >= doc["timing"]["train_s"] > 0
-        and doc["timing"]["epoch_s_median"] > 0
-    )
+    assert doc["timing"]["wall_s"] >= doc["timing"]["train_s"] > 0 and doc["timing"]["epoch_s_median"] > 0
     assert doc["config"]["optimizer"] == {"name": "gd", "lr": 0.5}
     assert doc["config"]["train"]["batch_size"] == "full"  # defaults resolved
 
@@ -64,9 +57,7 @@ def test_same_seed_is_bit_identical_across_processes():
     assert a.code == b.code == 0, a.stderr
     da, db = a.json, b.json
     assert da["params"] == db["params"] and da["history"] == db["history"]
-    c = run_process(
-        "train", CONFIGS / "mlp_moons.yaml", "--json", "--set", "train.epochs=5", "--seed", "1"
-    )
+    c = run_process("train", CONFIGS / "mlp_moons.yaml", "--json", "--set", "train.epochs=5", "--seed", "1")
     assert c.json["params"] != da["params"]
 
 
@@ -82,15 +73,11 @@ def test_dropout_is_deterministic_in_process():
 
 
 EXPECTATIONS = {
-    "linreg.yaml": lambda r: (
-        abs(r.params["weight"][0, 0] - 3) < 0.15 and abs(r.params["bias"][0] - 2.5) < 0.15
-    ),
+    "linreg.yaml": lambda r: abs(r.params["weight"][0, 0] - 3) < 0.15 and abs(r.params["bias"][0] - 2.5) < 0.15,
     "logistic.yaml": lambda r: r.metrics["val_accuracy"] >= 0.9,
     "mlp_moons.yaml": lambda r: r.metrics["val_accuracy"] >= 0.95,
     "softmax_blobs.yaml": lambda r: r.metrics["val_accuracy"] >= 0.9,
-    "overfit_regularized.yaml": lambda r: (
-        r.status == "early_stopped" and r.metrics["val_loss"] < 0.4
-    ),
+    "overfit_regularized.yaml": lambda r: r.status == "early_stopped" and r.metrics["val_loss"] < 0.4,
 }
 
 
@@ -160,25 +147,15 @@ def test_real_process_never_prints_a_traceback(tmp_path):
 
 
 def test_batch_size_larger_than_training_set(cli, write_config):
-    p = write_config(
-        LINREG_SMALL.replace("name: gd", "name: sgd").replace(
-            "epochs: 20", "epochs: 2, batch_size: 500"
-        )
-    )
+    p = write_config(LINREG_SMALL.replace("name: gd", "name: sgd").replace("epochs: 20", "epochs: 2, batch_size: 500"))
     r = cli("train", p)
-    assert (
-        r.code == 2
-        and "larger than the training set (40 samples)" in r.stderr
-        and "train.batch_size" in r.stderr
-    )
+    assert r.code == 2 and "larger than the training set (40 samples)" in r.stderr and "train.batch_size" in r.stderr
 
 
 def test_init_from_file(tmp_path, write_config, cli):
     np.savez(tmp_path / "init.npz", weight=np.array([[3.0]]), bias=np.array([2.5]))
     p = write_config(
-        LINREG_SMALL.replace(
-            "model: {name: linear}", "model: {name: linear, init: {from: init.npz}}"
-        )
+        LINREG_SMALL.replace("model: {name: linear}", "model: {name: linear, init: {from: init.npz}}")
         .replace("epochs: 20", "epochs: 1")
         .replace("lr: 0.5", "lr: 0.0")
     )
@@ -193,9 +170,7 @@ def test_init_from_file(tmp_path, write_config, cli):
 
 
 def test_model_output_size_must_match_data(cli, write_config):
-    p = write_config(
-        "data: {name: blobs, n_classes: 3}\nmodel: {name: mlp, out_features: 2}\noptimizer: adam\n"
-    )
+    p = write_config("data: {name: blobs, n_classes: 3}\nmodel: {name: mlp, out_features: 2}\noptimizer: adam\n")
     r = cli("train", p)
     assert r.code == 2 and "the model has 2 outputs but the data has 3 classes" in r.stderr
 
@@ -203,10 +178,7 @@ def test_model_output_size_must_match_data(cli, write_config):
 def test_classification_loss_on_regression_data(cli, write_config):
     p = write_config("data: linear\nmodel: linear\nloss: cross_entropy\noptimizer: sgd\n")
     r = cli("train", p)
-    assert (
-        r.code == 2
-        and "cross_entropy is a classification loss but the task is regression" in r.stderr
-    )
+    assert r.code == 2 and "cross_entropy is a classification loss but the task is regression" in r.stderr
 
 
 # ------------------------------------------------------------------ output habits
@@ -217,9 +189,7 @@ def test_plain_progress_has_no_ansi_and_few_lines(cli):
     assert r.code == 0 and "\x1b[" not in r.stdout
     epoch_lines = [line for line in r.stdout.splitlines() if line.startswith("epoch")]
     assert 40 <= len(epoch_lines) <= 52
-    assert epoch_lines[0].startswith("epoch    1/1000") and epoch_lines[-1].startswith(
-        "epoch 1000/1000"
-    )
+    assert epoch_lines[0].startswith("epoch    1/1000") and epoch_lines[-1].startswith("epoch 1000/1000")
     assert "weight" in r.stdout and "3.03" in r.stdout
 
 

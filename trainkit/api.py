@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 
 from trainkit import registry
-from trainkit.backend import dtype_of, xp
+from trainkit.backend import dtype_of
 from trainkit.config import LoadedConfig, load_config
-from trainkit.data.dataset import Dataset, encode_labels, guess_task, split
+from trainkit.data.augment import build_augmentations
+from trainkit.data.dataset import Dataset
+from trainkit.data.pipeline import DataState, arrays_for, prepare
 from trainkit.errors import ConfigError, DataError
 from trainkit.losses import default_loss_name
 from trainkit.nn.models import declared_out_features
@@ -26,8 +28,6 @@ from trainkit.rng import stream
 from trainkit.trainer import RunResult, Trainer
 
 __all__ = ["load_config", "build", "train", "Experiment"]
-
-_MODEL_TASK = {"logistic": "binary", "softmax": "multiclass"}
 
 
 @dataclass
@@ -39,29 +39,15 @@ class Experiment:
     net: Any
     data: dict[str, Dataset | None]
     arrays: dict[str, Any]  # X_train, T_train, X_val, T_val, X_test, T_test
-    task: str
+    state: DataState
     info: dict[str, Any]
 
-
-def _resolve_task(loaded: LoadedConfig, ds: Dataset) -> str:
-    """data.task, else the dataset's own (generators know it), else what the loss or model
-    implies, else a guess from the labels. Two classes under a multiclass loss or model
-    (cross_entropy, softmax) are treated as multiclass."""
-    cfg = loaded.config
-    task = cfg.data.task or ds.task
-    implied = (
-        registry.get("losses", cfg.loss.name).build.task
-        if cfg.loss is not None
-        else _MODEL_TASK.get(cfg.model.name)
-    )
-    if task is None:
-        return implied or guess_task(ds.y)
-    if task == "binary" and implied == "multiclass":
-        return "multiclass"
-    return task
+    @property
+    def task(self) -> str:
+        return self.state.task
 
 
-def _check_task(loaded: LoadedConfig, ds: Dataset, task: str, loss_entry) -> None:
+def _check_task(loaded: LoadedConfig, task: str, loss_entry, n_classes: int) -> None:
     loss_task = loss_entry.build.task
     if task == "regression" and loss_task != "regression":
         raise loaded.error(
@@ -69,17 +55,11 @@ def _check_task(loaded: LoadedConfig, ds: Dataset, task: str, loss_entry) -> Non
             f"{loss_entry.name} is a classification loss but the task is regression",
             "use mse, mae or huber, or set data.task: binary / multiclass",
         )
-    if task != "regression" and loss_task == "regression" and ds.classes is not None:
-        pass  # e.g. mse on class indices: allowed, if unusual
     if task == "multiclass" and loss_task == "binary":
         raise loaded.error(
             ("loss", "name"),
-            f"{loss_entry.name} is for two classes but the labels have {len(ds.classes)}",
+            f"{loss_entry.name} is for two classes but the labels have {n_classes}",
             "use cross_entropy for more than two classes",
-        )
-    if task in ("binary", "multiclass") and ds.classes is not None and len(ds.classes) < 2:
-        raise DataError(
-            f"classification needs at least 2 classes, the labels have {len(ds.classes)}", ds.source
         )
 
 
@@ -88,9 +68,7 @@ def load_init(loaded: LoadedConfig, net, path_str: str) -> None:
     key = ("model", "init", "from")
     path = loaded.resolve_path(path_str)
     if not path.is_file():
-        raise loaded.error(
-            key, f"init file not found: {path}", "paths are relative to the config file"
-        )
+        raise loaded.error(key, f"init file not found: {path}", "paths are relative to the config file")
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.keys()}
@@ -124,27 +102,19 @@ def build(loaded: LoadedConfig) -> Experiment:
     seed = cfg.seed
     dtype = dtype_of(cfg.train.dtype)
 
-    data_entry = registry.get("datasets", cfg.data.name)
-    ds = data_entry.build(cfg.data, rng=stream(seed, "data"), resolve=loaded.resolve_path)
-    task = _resolve_task(loaded, ds)
-    ds.task = task
-    try:
-        ds = encode_labels(ds)
-    except ValueError as e:
-        raise DataError(str(e), ds.source, "set data.task: multiclass") from None
+    data, state = prepare(loaded)
+    task = state.task
     if cfg.loss is None:
         cfg.loss = registry.get("losses", default_loss_name(task, cfg.model.name)).schema()
     loss_entry = registry.get("losses", cfg.loss.name)
-    _check_task(loaded, ds, task, loss_entry)
+    _check_task(loaded, task, loss_entry, len(state.classes or ()))
     loss = loss_entry.build(cfg.loss)
-
-    train_ds, val_ds, test_ds = split(
-        ds, cfg.data.val_fraction, cfg.data.test_fraction, stream(seed, "split")
-    )
+    train_ds, val_ds, test_ds = data["train"], data["val"], data["test"]
     if len(train_ds) < 1:
         raise loaded.error(("data", "val_fraction"), "no samples left for training after the split")
 
-    out_features = train_ds.n_outputs()
+    n_features = len(state.feature_names)
+    out_features = state.n_outputs(train_ds.y)
     declared = declared_out_features(cfg.model)
     if declared is not None and declared != out_features:
         what = {"multiclass": f"{out_features} classes", "binary": "binary labels (1 output)"}.get(
@@ -155,9 +125,7 @@ def build(loaded: LoadedConfig) -> Experiment:
             f"the model has {declared} outputs but the data has {what}",
             "leave the output size out and it is taken from the data",
         )
-    net = registry.get("models", cfg.model.name).build(
-        cfg.model, ds.n_features, out_features, dtype
-    )
+    net = registry.get("models", cfg.model.name).build(cfg.model, n_features, out_features, dtype)
     init = cfg.model.init
     if getattr(init, "from_", None) is not None:
         load_init(loaded, net, init.from_)
@@ -176,48 +144,31 @@ def build(loaded: LoadedConfig) -> Experiment:
         )
 
     arrays: dict[str, Any] = {}
-    for name, part in (("train", train_ds), ("val", val_ds), ("test", test_ds)):
+    for name, part in data.items():
         if part is not None:
-            arrays[f"X_{name}"] = xp.ascontiguousarray(xp.asarray(part.X, dtype=dtype))
-            arrays[f"T_{name}"] = xp.ascontiguousarray(loss.prepare_targets(part.y, dtype))
+            arrays[f"X_{name}"], arrays[f"T_{name}"] = arrays_for(part, state, loss, dtype)
 
-    optimizer = registry.get("optimizers", cfg.optimizer.name).build(
-        cfg.optimizer, net.flat, net.grad
-    )
+    optimizer = registry.get("optimizers", cfg.optimizer.name).build(cfg.optimizer, net.flat, net.grad)
     schedule = build_schedule(cfg.schedule, cfg.optimizer.lr)
     trainer = Trainer(
-        net,
-        loss,
-        optimizer,
-        schedule,
-        cfg.train,
-        cfg.regularization,
-        task,
-        cfg.loss.name,
-        stream(seed, "shuffle"),
-        cfg.train.metrics,
-    )
+        net, loss, optimizer, schedule, cfg.train, cfg.regularization, task, cfg.loss.name,
+        stream(seed, "shuffle"), cfg.train.metrics,
+        augment=build_augmentations(cfg.data.augment), augment_rng=stream(seed, "augment"),
+        n_classes=out_features if task == "multiclass" else None,
+    )  # fmt: skip
     _check_monitors(loaded, trainer, val_ds is not None)
     info = {
         "task": task,
         "n_train": n_train,
         "n_val": len(val_ds) if val_ds is not None else 0,
         "n_test": len(test_ds) if test_ds is not None else 0,
-        "n_features": ds.n_features,
+        "n_features": n_features,
         "n_outputs": out_features,
         "n_params": net.n_params,
-        "classes": ds.classes,
-        "data": ds.source,
+        "classes": state.classes,
+        "data": train_ds.source,
     }
-    return Experiment(
-        loaded,
-        trainer,
-        net,
-        {"train": train_ds, "val": val_ds, "test": test_ds},
-        arrays,
-        task,
-        info,
-    )
+    return Experiment(loaded, trainer, net, data, arrays, state, info)
 
 
 def _check_monitors(loaded: LoadedConfig, trainer: Trainer, has_val: bool) -> None:
@@ -289,9 +240,7 @@ def train(
 
     a = exp.arrays
     with _stop_on_signals(exp.trainer):
-        out = exp.trainer.fit(
-            a["X_train"], a["T_train"], a.get("X_val"), a.get("T_val"), on_epoch=epoch_hook
-        )
+        out = exp.trainer.fit(a["X_train"], a["T_train"], a.get("X_val"), a.get("T_val"), on_epoch=epoch_hook)
     tr = exp.trainer
     history = tr.history
     metrics = dict(history[-1]) if history else {}

@@ -64,9 +64,7 @@ SetOpt = typer.Option(
     metavar="KEY=VALUE",
 )
 SeedOpt = typer.Option(None, "--seed", help="Override the config's seed.")
-JsonOpt = typer.Option(
-    False, "--json", help="Write exactly one JSON document to stdout (human output goes to stderr)."
-)
+JsonOpt = typer.Option(False, "--json", help="Write exactly one JSON document to stdout (human output goes to stderr).")
 OutOpt = typer.Option(
     None,
     "--output-dir",
@@ -86,9 +84,7 @@ def train(
     progress: ProgressMode = typer.Option(
         ProgressMode.auto, "--progress", help="auto: a bar on terminals, plain lines elsewhere."
     ),
-    print_config: bool = typer.Option(
-        False, "--print-config", help="Print the fully resolved config and exit."
-    ),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the fully resolved config and exit."),
 ) -> None:
     """Train a model from a config and print the final metrics and parameters."""
     from trainkit import api
@@ -166,9 +162,7 @@ def validate(
 
 @app.command("list")
 def list_(
-    kind: Optional[str] = typer.Argument(
-        None, help="datasets, models, layers, losses, optimizers or schedules."
-    ),
+    kind: Optional[str] = typer.Argument(None, help="datasets, models, layers, losses, optimizers or schedules."),
 ) -> None:
     """List the registered components with their parameters and defaults."""
     from trainkit import registry
@@ -202,9 +196,7 @@ def list_(
             for fname, f in e.schema.model_fields.items():
                 if fname == "name":
                     continue
-                default = (
-                    "required" if f.is_required() else (f.get_default(call_default_factory=True))
-                )
+                default = "required" if f.is_required() else (f.get_default(call_default_factory=True))
                 if hasattr(default, "model_dump"):
                     default = default.model_dump(by_alias=True)
                 params.append(f"{f.alias or fname}={default}")

@@ -32,9 +32,7 @@ class EarlyStoppingConfig(Strict):
     monitor: str = Field("val_loss", description="metric to watch, e.g. val_loss, val_accuracy")
     patience: int = Field(10, ge=1, description="epochs without improvement before stopping")
     min_delta: float = Field(0.0, ge=0, description="smallest change that counts as improvement")
-    mode: Literal["auto", "min", "max"] = Field(
-        "auto", description="auto: max for accuracy-like metrics"
-    )
+    mode: Literal["auto", "min", "max"] = Field("auto", description="auto: max for accuracy-like metrics")
     restore_best: bool = Field(True, description="end with the parameters of the best epoch")
 
 
@@ -49,15 +47,9 @@ class TrainConfig(Strict):
         None, description="epochs between plain log lines; default: about 50 lines per run"
     )
     early_stopping: Optional[EarlyStoppingConfig] = None
-    clip_grad_norm: Optional[Annotated[float, Field(gt=0)]] = Field(
-        None, description="max global L2 norm"
-    )
-    clip_grad_value: Optional[Annotated[float, Field(gt=0)]] = Field(
-        None, description="max |gradient|"
-    )
-    metrics: Optional[
-        list[Literal["mse", "mae", "r2", "accuracy", "precision", "recall", "f1"]]
-    ] = Field(
+    clip_grad_norm: Optional[Annotated[float, Field(gt=0)]] = Field(None, description="max global L2 norm")
+    clip_grad_value: Optional[Annotated[float, Field(gt=0)]] = Field(None, description="max |gradient|")
+    metrics: Optional[list[Literal["mse", "mae", "r2", "accuracy", "precision", "recall", "f1"]]] = Field(
         None,
         description="default: mse, mae, r2 (regression; the loss itself left out) or accuracy (+ precision, recall, f1 for binary)",
     )
@@ -75,9 +67,7 @@ class RegularizationConfig(Strict):
 
 
 class OutputConfig(Strict):
-    dir: Optional[str] = Field(
-        None, description="run directory (relative to the working directory)"
-    )
+    dir: Optional[str] = Field(None, description="run directory (relative to the working directory)")
     overwrite: bool = False
 
 
@@ -92,9 +82,7 @@ def _name_shorthand(v):
 def component_union(kind: str):
     """One kind's schemas as a union discriminated on `name`."""
     schemas = tuple(e.schema for e in registry.entries(kind))
-    ann = (
-        schemas[0] if len(schemas) == 1 else Annotated[Union[schemas], Field(discriminator="name")]
-    )
+    ann = schemas[0] if len(schemas) == 1 else Annotated[Union[schemas], Field(discriminator="name")]
     return Annotated[ann, BeforeValidator(_name_shorthand)]
 
 
@@ -175,9 +163,7 @@ def _construct(loader: _Loader, node, path: Path_, smap: SourceMap, issues: list
             key = loader.construct_object(knode, deep=True)
             line, col = knode.start_mark.line + 1, knode.start_mark.column + 1
             if not isinstance(key, (str, int, float, bool)) or isinstance(key, bool):
-                issues.append(
-                    Issue(src, line, col, _dotted(path), f"keys must be strings, got {key!r}")
-                )
+                issues.append(Issue(src, line, col, _dotted(path), f"keys must be strings, got {key!r}"))
                 continue
             key = str(key)
             if key in out:
@@ -205,9 +191,7 @@ def _construct(loader: _Loader, node, path: Path_, smap: SourceMap, issues: list
     return loader.construct_object(node, deep=True)
 
 
-def parse_yaml(
-    text: str, source: str, smap: SourceMap | None = None, base: Path_ = ()
-) -> tuple[Any, SourceMap]:
+def parse_yaml(text: str, source: str, smap: SourceMap | None = None, base: Path_ = ()) -> tuple[Any, SourceMap]:
     """Parse YAML text keeping each key's line; raise ConfigError on syntax or unsafe tags."""
     smap = smap or SourceMap(source)
     loader = _Loader(text)
@@ -225,9 +209,7 @@ def parse_yaml(
         elif "\t" in problem or "\\t" in problem or "tab" in problem.lower():
             hint = "indent YAML with spaces, not tabs"
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        raise ConfigError(
-            [Issue(source, line, col, "", f"invalid YAML: {problem}", hint)]
-        ) from None
+        raise ConfigError([Issue(source, line, col, "", f"invalid YAML: {problem}", hint)]) from None
     except yaml.YAMLError as e:
         raise ConfigError([Issue(source, None, None, "", f"invalid YAML: {e}")]) from None
     finally:
@@ -363,17 +345,13 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
             ]
         ) from None
     except UnicodeDecodeError as e:
-        raise ConfigError(
-            [Issue(source, None, None, "", f"not a UTF-8 text file (byte {e.start})")]
-        ) from None
+        raise ConfigError([Issue(source, None, None, "", f"not a UTF-8 text file (byte {e.start})")]) from None
     except OSError as e:
         raise ConfigError([Issue(source, None, None, "", f"cannot read: {e.strerror}")]) from None
     return load_config_text(text, source, overrides, base_dir=p.resolve().parent)
 
 
-def load_config_text(
-    text: str, source: str = "<config>", overrides=(), base_dir: Path | None = None
-) -> LoadedConfig:
+def load_config_text(text: str, source: str = "<config>", overrides=(), base_dir: Path | None = None) -> LoadedConfig:
     raw, smap = parse_yaml(text, source)
     if raw is None:
         raise ConfigError(
@@ -527,11 +505,7 @@ def _known_keys(path: Path_, raw: Any) -> list[str]:
         node = (
             node.get(seg)
             if isinstance(node, dict)
-            else (
-                node[seg]
-                if isinstance(node, list) and isinstance(seg, int) and seg < len(node)
-                else None
-            )
+            else (node[seg] if isinstance(node, list) and isinstance(seg, int) and seg < len(node) else None)
         )
         if isinstance(seg, int):
             continue
@@ -542,11 +516,7 @@ def _known_keys(path: Path_, raw: Any) -> list[str]:
         if isinstance(node, str):
             node = {"name": node}
         if len(nxt) > 1 and isinstance(node, dict):
-            named = [
-                m
-                for m in nxt
-                if "name" in m.model_fields and m.model_fields["name"].default == node.get("name")
-            ]
+            named = [m for m in nxt if "name" in m.model_fields and m.model_fields["name"].default == node.get("name")]
             nxt = named or nxt
         models = nxt
     keys: list[str] = []

@@ -28,11 +28,7 @@ class Issue:
         return f"{self.source}:{self.line}:{self.column}"
 
     def render(self) -> str:
-        head = (
-            f"{self.where()}: {self.key}: {self.message}"
-            if self.key
-            else f"{self.where()}: {self.message}"
-        )
+        head = f"{self.where()}: {self.key}: {self.message}" if self.key else f"{self.where()}: {self.message}"
         return head + (f"\n    help: {self.hint}" if self.hint else "")
 
     def to_dict(self) -> dict:

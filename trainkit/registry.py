@@ -16,10 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-KINDS = ("datasets", "models", "layers", "losses", "optimizers", "schedules")
+KINDS = ("datasets", "augmentations", "models", "layers", "losses", "optimizers", "schedules")
 
 # Modules whose import registers components; loaded on first lookup so `--help` stays fast.
 _COMPONENT_MODULES = (
+    "trainkit.data.augment",
     "trainkit.data.synthetic",
     "trainkit.data.loaders",
     "trainkit.nn.layers",
@@ -82,9 +83,7 @@ def get(kind: str, name: str) -> Entry:
     try:
         return _REGISTRY[kind][name]
     except KeyError:
-        raise KeyError(
-            f"unknown {kind[:-1]} {name!r}; choose one of: {', '.join(names(kind))}"
-        ) from None
+        raise KeyError(f"unknown {kind[:-1]} {name!r}; choose one of: {', '.join(names(kind))}") from None
 
 
 def build(kind: str, cfg, **kwargs):

@@ -118,9 +118,7 @@ class Progress:
             self._bar.update(self._task, completed=e, status=status)
         elif self.mode == "plain" and (e == 1 or e % self.every == 0 or e == self.epochs):
             width = len(str(self.epochs))
-            print(
-                f"epoch {e:>{width}}/{self.epochs}  {_row_text(row)}", file=self.stream, flush=True
-            )
+            print(f"epoch {e:>{width}}/{self.epochs}  {_row_text(row)}", file=self.stream, flush=True)
 
 
 def params_table(params: dict[str, np.ndarray]) -> Table:
@@ -159,9 +157,7 @@ def metrics_table(metrics: dict[str, float]) -> Table:
     for s in splits:
         table.add_column(s, justify="right")
     for n in names:
-        table.add_row(
-            n, *[fmt(metrics[f"{s}_{n}"]) if f"{s}_{n}" in metrics else "" for s in splits]
-        )
+        table.add_row(n, *[fmt(metrics[f"{s}_{n}"]) if f"{s}_{n}" in metrics else "" for s in splits])
     extra = {k: v for k, v in metrics.items() if not any(k.startswith(s + "_") for s in splits)}
     for k, v in extra.items():
         table.add_row(k, fmt(v), *[""] * (len(splits) - 1))

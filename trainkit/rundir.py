@@ -68,9 +68,7 @@ def checkpoint_bytes(exp, epoch: int) -> bytes:
 
 
 class RunDir:
-    def __init__(
-        self, path: str | Path, overwrite: bool = False, checkpoint_every: int | None = None
-    ):
+    def __init__(self, path: str | Path, overwrite: bool = False, checkpoint_every: int | None = None):
         self.path = Path(path)
         self.checkpoint_every = checkpoint_every
         if self.path.exists() and not self.path.is_dir():

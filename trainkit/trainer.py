@@ -101,21 +101,23 @@ class Trainer:
         loss_name: str,
         shuffle_rng: np.random.Generator,
         metric_names=None,
+        augment=(),
+        augment_rng=None,
+        n_classes: int | None = None,
     ):
         self.net, self.loss, self.opt, self.schedule = net, loss, optimizer, schedule
         self.cfg, self.reg = train_cfg, reg_cfg
         self.task, self.loss_name = task, loss_name
         self.rng = shuffle_rng
         self.metric_names = metric_names
+        self.augment, self.augment_rng, self.n_classes = list(augment), augment_rng, n_classes
         self.early = EarlyStopping(train_cfg.early_stopping) if train_cfg.early_stopping else None
         self.stop_requested: str | None = None  # set from a signal handler: "SIGINT" / "SIGTERM"
         self.epoch = 0  # epochs completed
         self.history: list[dict] = []
         self._reg_slices = None
         if reg_cfg.l1 or reg_cfg.l2:
-            self._reg_slices = (
-                [slice(0, net.flat.size)] if reg_cfg.apply_to_bias else net.weight_slices()
-            )
+            self._reg_slices = [slice(0, net.flat.size)] if reg_cfg.apply_to_bias else net.weight_slices()
 
     # ------------------------------------------------------------------ pieces
 
@@ -152,9 +154,7 @@ class Trainer:
                 g *= coef
 
     def _accumulator(self):
-        return MetricAccumulator(
-            self.task, self.loss_name, self.metric_names, self.loss.cfg.reduction
-        )
+        return MetricAccumulator(self.task, self.loss_name, self.metric_names, self.loss.cfg.reduction)
 
     def evaluate(self, X, T, split: str, batch_size: int = 4096) -> dict[str, float]:
         """Loss and metrics of the current parameters on (X, T), in evaluation mode."""
@@ -167,9 +167,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def fit(
-        self, X, T, X_val=None, T_val=None, on_epoch: Callable[[dict], None] | None = None
-    ) -> dict:
+    def fit(self, X, T, X_val=None, T_val=None, on_epoch: Callable[[dict], None] | None = None) -> dict:
         """Train until the epoch budget, early stopping, divergence or a stop request.
 
         Returns {status, stop_reason, message, train_s, epoch_times}."""
@@ -237,6 +235,8 @@ class Trainer:
         net, loss, opt = self.net, self.loss, self.opt
         epoch = self.epoch + 1
         for step, (xb, tb) in enumerate(batches.epoch(self.rng), start=1):
+            for aug in self.augment:
+                xb, tb = aug(xb, tb, self.augment_rng, self.n_classes)
             pred = net.forward(xb, training=True)
             value = loss.forward(pred, tb)
             if not math.isfinite(value):

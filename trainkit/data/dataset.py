@@ -1,26 +1,35 @@
-"""The in-memory dataset, its task, label encoding and the train/val/test split."""
+"""The in-memory dataset, the data block's common keys, label encoding and splitting."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
+from trainkit.data.augment import FeatureDropoutConfig, GaussianNoiseConfig, MixupConfig
 from trainkit.schema import Component
 
 TASKS = ("regression", "binary", "multiclass")
 
+Augmentation = Annotated[
+    Union[GaussianNoiseConfig, FeatureDropoutConfig, MixupConfig],
+    Field(discriminator="name"),
+    BeforeValidator(lambda v: {"name": v} if isinstance(v, str) else v),
+]
+
 
 class DatasetConfig(Component):
-    val_fraction: float = Field(
-        0.2, ge=0, lt=1, description="share held out for validation (0: none)"
-    )
+    val_fraction: float = Field(0.2, ge=0, lt=1, description="share held out for validation (0: none)")
     test_fraction: float = Field(0.0, ge=0, lt=1, description="share held out for a final test")
     task: Optional[Literal["regression", "binary", "multiclass"]] = Field(
-        None, description="default: inferred from the labels, loss or model"
+        None, description="default: from the data, the loss or the model"
     )
+    scale: Literal["none", "standardize", "minmax"] = Field(
+        "none", description="feature scaling, fitted on the training split only"
+    )
+    augment: list[Augmentation] = Field(default_factory=list, description="applied to training batches only")
 
     @model_validator(mode="after")
     def _fractions(self):
@@ -38,11 +47,12 @@ class Dataset:
     integer class indices (n,) for classification (original names in `classes`)."""
 
     X: np.ndarray
-    y: np.ndarray
+    y: np.ndarray | None
     task: str | None = None
     feature_names: list[str] = field(default_factory=list)
     classes: list | None = None
     source: str = ""
+    categorical: dict[str, np.ndarray] = field(default_factory=dict)  # raw columns to one-hot encode
 
     def __len__(self) -> int:
         return len(self.X)
@@ -52,14 +62,12 @@ class Dataset:
         return self.X.shape[1]
 
     def subset(self, idx) -> Dataset:
-        return replace(self, X=self.X[idx], y=self.y[idx])
-
-    def n_outputs(self) -> int:
-        if self.task == "multiclass":
-            return len(self.classes) if self.classes is not None else int(self.y.max()) + 1
-        if self.task == "binary":
-            return 1
-        return 1 if self.y.ndim == 1 else self.y.shape[1]
+        return replace(
+            self,
+            X=self.X[idx],
+            y=None if self.y is None else self.y[idx],
+            categorical={k: v[idx] for k, v in self.categorical.items()},
+        )
 
 
 def guess_task(y: np.ndarray) -> str:
@@ -69,24 +77,30 @@ def guess_task(y: np.ndarray) -> str:
     return "regression"
 
 
-def encode_labels(ds: Dataset) -> Dataset:
-    """Map class labels to 0..C-1 (keeping their names) for classification tasks."""
-    if ds.task not in ("binary", "multiclass") or ds.classes is not None:
-        return ds
-    y = ds.y.reshape(-1) if ds.y.ndim == 2 and ds.y.shape[1] == 1 else ds.y
-    classes, codes = np.unique(y, return_inverse=True)
-    if ds.task == "binary" and len(classes) > 2:
-        raise ValueError(f"binary task, but the labels have {len(classes)} distinct values")
-    names = [c.item() if hasattr(c, "item") else c for c in classes]
-    return replace(ds, y=codes.astype(np.int64), classes=names)
+def label_names(y: np.ndarray) -> list:
+    y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
+    return [c.item() if hasattr(c, "item") else c for c in np.unique(y)]
 
 
-def split(ds: Dataset, val_fraction: float, test_fraction: float, rng: np.random.Generator):
-    """Cut into train / val / test at random (from `rng`), stratified by class for classification."""
-    n = len(ds)
-    if ds.task in ("binary", "multiclass"):
-        parts = ([], [], [])
-        for c in range(int(ds.y.max()) + 1):
+def encode_labels(y: np.ndarray, classes: list, source: str) -> np.ndarray:
+    """Class labels -> indices into `classes`; a DataError names an unknown label."""
+    from trainkit.errors import DataError
+
+    y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
+    if y.ndim != 1:
+        raise DataError(f"class labels must be one column, got shape {y.shape}", source)
+    index = {c: i for i, c in enumerate(classes)}
+    try:
+        return np.array([index[v.item() if hasattr(v, "item") else v] for v in y], dtype=np.int64)
+    except KeyError as e:
+        raise DataError(f"label {e.args[0]!r} was not among the training labels {classes}", source) from None
+
+
+def split(ds: Dataset, val_fraction: float, test_fraction: float, rng: np.random.Generator, stratify: bool):
+    """Cut into train / val / test at random (from `rng`), stratified by class when asked."""
+    if stratify:
+        parts: tuple[list, list, list] = ([], [], [])
+        for c in np.unique(ds.y):
             idx = np.flatnonzero(ds.y == c)
             idx = idx[rng.permutation(len(idx))]
             n_val, n_test = round(len(idx) * val_fraction), round(len(idx) * test_fraction)
@@ -95,13 +109,9 @@ def split(ds: Dataset, val_fraction: float, test_fraction: float, rng: np.random
             parts[0].append(idx[n_val + n_test :])
         train, val, test = (np.concatenate(p) for p in parts)
     else:
-        perm = rng.permutation(n)
-        n_val, n_test = round(n * val_fraction), round(n * test_fraction)
+        perm = rng.permutation(len(ds))
+        n_val, n_test = round(len(ds) * val_fraction), round(len(ds) * test_fraction)
         val, test, train = perm[:n_val], perm[n_val : n_val + n_test], perm[n_val + n_test :]
     # Each part keeps file order, so `train.shuffle: false` trains in the order of the file.
     train, val, test = np.sort(train), np.sort(val), np.sort(test)
-    return (
-        ds.subset(train),
-        (ds.subset(val) if len(val) else None),
-        (ds.subset(test) if len(test) else None),
-    )
+    return ds.subset(train), (ds.subset(val) if len(val) else None), (ds.subset(test) if len(test) else None)

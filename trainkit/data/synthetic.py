@@ -50,9 +50,7 @@ class LinearDataConfig(DatasetConfig):
     @model_validator(mode="after")
     def _weights_match(self):
         if self.weights is not None and len(self.weights) != self.n_features:
-            raise ValueError(
-                f"weights has {len(self.weights)} values but n_features is {self.n_features}"
-            )
+            raise ValueError(f"weights has {len(self.weights)} values but n_features is {self.n_features}")
         return self
 
 
@@ -80,9 +78,7 @@ def moons(cfg: MoonsConfig, rng: np.random.Generator, **_) -> Dataset:
     n_out = cfg.n_samples // 2
     n_in = cfg.n_samples - n_out
     t_out, t_in = np.linspace(0, np.pi, n_out), np.linspace(0, np.pi, n_in)
-    X = np.vstack(
-        [np.c_[np.cos(t_out), np.sin(t_out)], np.c_[1 - np.cos(t_in), 1 - np.sin(t_in) - 0.5]]
-    )
+    X = np.vstack([np.c_[np.cos(t_out), np.sin(t_out)], np.c_[1 - np.cos(t_in), 1 - np.sin(t_in) - 0.5]])
     y = np.r_[np.zeros(n_out, np.int64), np.ones(n_in, np.int64)]
     X += rng.normal(0, cfg.noise, X.shape)
     perm = rng.permutation(cfg.n_samples)
@@ -102,9 +98,7 @@ def circles(cfg: CirclesConfig, rng: np.random.Generator, **_) -> Dataset:
     n_in = cfg.n_samples - n_out
     t_out = np.linspace(0, 2 * np.pi, n_out, endpoint=False)
     t_in = np.linspace(0, 2 * np.pi, n_in, endpoint=False)
-    X = np.vstack(
-        [np.c_[np.cos(t_out), np.sin(t_out)], cfg.factor * np.c_[np.cos(t_in), np.sin(t_in)]]
-    )
+    X = np.vstack([np.c_[np.cos(t_out), np.sin(t_out)], cfg.factor * np.c_[np.cos(t_in), np.sin(t_in)]])
     y = np.r_[np.zeros(n_out, np.int64), np.ones(n_in, np.int64)]
     X += rng.normal(0, cfg.noise, X.shape)
     perm = rng.permutation(cfg.n_samples)
@@ -127,11 +121,7 @@ def spirals(cfg: SpiralsConfig, rng: np.random.Generator, **_) -> Dataset:
     Xs, ys = [], []
     for c, m in enumerate(counts):
         r = np.linspace(0.05, 1.0, m)
-        t = (
-            np.linspace(0, 2 * np.pi * cfg.turns, m)
-            + 2 * np.pi * c / k
-            + rng.normal(0, cfg.noise, m)
-        )
+        t = np.linspace(0, 2 * np.pi * cfg.turns, m) + 2 * np.pi * c / k + rng.normal(0, cfg.noise, m)
         Xs.append(np.c_[r * np.sin(t), r * np.cos(t)])
         ys.append(np.full(m, c, np.int64))
     X, y = np.vstack(Xs), np.concatenate(ys)
@@ -158,9 +148,7 @@ def blobs(cfg: BlobsConfig, rng: np.random.Generator, **_) -> Dataset:
     X = centers[y] + rng.normal(0, cfg.cluster_std, (cfg.n_samples, cfg.n_features))
     perm = rng.permutation(cfg.n_samples)
     task = "binary" if k == 2 else "multiclass"
-    return Dataset(
-        X[perm], y[perm], task, [f"x{i}" for i in range(cfg.n_features)], list(range(k)), "blobs"
-    )
+    return Dataset(X[perm], y[perm], task, [f"x{i}" for i in range(cfg.n_features)], list(range(k)), "blobs")
 
 
 class XorConfig(_ClassesConfig):

@@ -12,9 +12,7 @@ import math
 import numpy as np
 
 
-def init_linear(
-    scheme, out_f: int, in_f: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
+def init_linear(scheme, out_f: int, in_f: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     name = scheme.name
     if name == "default":
         bound = 1.0 / math.sqrt(in_f) if in_f else 0.0

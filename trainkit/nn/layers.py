@@ -47,9 +47,7 @@ class LinearConfig(Component):
     """Affine map y = x W^T + b (torch.nn.Linear)."""
 
     name: Literal["linear"] = "linear"
-    out_features: Optional[int] = Field(
-        None, ge=1, description="default (last layer only): from the data"
-    )
+    out_features: Optional[int] = Field(None, ge=1, description="default (last layer only): from the data")
     bias: bool = True
 
 
@@ -228,9 +226,7 @@ class GELU(Layer):
         x = self.x
         if self.approximate == "tanh":
             t = self.t
-            return dy * (
-                0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _SQRT_2_PI * (1 + 3 * 0.044715 * x * x)
-            )
+            return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _SQRT_2_PI * (1 + 3 * 0.044715 * x * x))
         pdf = xp.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
         return dy * (self.cdf + x * pdf)
 

@@ -25,9 +25,7 @@ def _layer(cfg):
 
 
 def _activation_layer(name_or_cfg):
-    entry = registry.get(
-        "layers", name_or_cfg if isinstance(name_or_cfg, str) else name_or_cfg.name
-    )
+    entry = registry.get("layers", name_or_cfg if isinstance(name_or_cfg, str) else name_or_cfg.name)
     cfg = entry.schema() if isinstance(name_or_cfg, str) else name_or_cfg
     return entry.build(cfg)
 
@@ -46,11 +44,7 @@ def _check_activation(v):
         close = difflib.get_close_matches(v, ACTIVATIONS, n=1)
         raise ValueError(
             f"unknown activation {v!r}; "
-            + (
-                f"did you mean {close[0]!r}?"
-                if close
-                else f"choose one of: {', '.join(ACTIVATIONS)}"
-            )
+            + (f"did you mean {close[0]!r}?" if close else f"choose one of: {', '.join(ACTIVATIONS)}")
         )
     return v
 
@@ -65,9 +59,7 @@ class LinearModelConfig(ModelConfig):
 
 @register("models", LinearModelConfig)
 def linear_model(cfg: LinearModelConfig, in_features: int, out_features: int, dtype) -> Network:
-    return Network(
-        [Linear(LinearConfig(bias=cfg.bias), out_features)], in_features, dtype, names="flat"
-    )
+    return Network([Linear(LinearConfig(bias=cfg.bias), out_features)], in_features, dtype, names="flat")
 
 
 class LogisticModelConfig(ModelConfig):
@@ -78,9 +70,7 @@ class LogisticModelConfig(ModelConfig):
 
 @register("models", LogisticModelConfig)
 def logistic_model(cfg: LogisticModelConfig, in_features: int, out_features: int, dtype) -> Network:
-    return Network(
-        [Linear(LinearConfig(), 1), _activation_layer("sigmoid")], in_features, dtype, names="flat"
-    )
+    return Network([Linear(LinearConfig(), 1), _activation_layer("sigmoid")], in_features, dtype, names="flat")
 
 
 class SoftmaxModelConfig(ModelConfig):
@@ -98,13 +88,9 @@ class MLPConfig(ModelConfig):
     """Multi-layer perceptron: [linear, activation, (dropout)] per hidden layer, then linear."""
 
     name: Literal["mlp"] = "mlp"
-    hidden: list[Annotated[int, Field(ge=1)]] = Field(
-        default_factory=lambda: [64], description="hidden layer sizes"
-    )
+    hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [64], description="hidden layer sizes")
     activation: str = Field("relu", description="activation after each hidden layer")
-    dropout: float = Field(
-        0.0, ge=0, lt=1, description="dropout probability after each hidden activation"
-    )
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout probability after each hidden activation")
     output_activation: Optional[str] = Field(None, description="e.g. sigmoid; none for logits")
     out_features: Optional[int] = Field(None, ge=1, description="default: from the data")
 
@@ -158,9 +144,7 @@ def sequential_model(cfg: SequentialConfig, in_features: int, out_features: int,
     last_linear = max((i for i, lay in enumerate(cfg.layers) if lay.name == "linear"), default=None)
     for i, lay in enumerate(cfg.layers):
         if lay.name == "linear":
-            layers.append(
-                Linear(lay, lay.out_features or (out_features if i == last_linear else None))
-            )
+            layers.append(Linear(lay, lay.out_features or (out_features if i == last_linear else None)))
         else:
             layers.append(_layer(lay))
     return Network(layers, in_features, dtype)

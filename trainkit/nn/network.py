@@ -88,9 +88,7 @@ class Network:
         """Forward in evaluation mode, in chunks to bound memory."""
         if len(x) <= batch_size:
             return self.forward(x, training=False)
-        return xp.concatenate(
-            [self.forward(x[i : i + batch_size], False) for i in range(0, len(x), batch_size)]
-        )
+        return xp.concatenate([self.forward(x[i : i + batch_size], False) for i in range(0, len(x), batch_size)])
 
     def state(self) -> dict[str, np.ndarray]:
         """Copies of the parameters by name."""

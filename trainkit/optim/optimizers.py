@@ -41,9 +41,7 @@ class _Betas(_WeightDecay):
     def _betas_in_range(cls, v):
         for i, b in enumerate(v):
             if not 0.0 <= b < 1.0:
-                raise ValueError(
-                    f"invalid beta parameter at index {i}: {b} (each must be in [0, 1))"
-                )
+                raise ValueError(f"invalid beta parameter at index {i}: {b} (each must be in [0, 1))")
         return v
 
 
@@ -85,14 +83,10 @@ class RMSpropConfig(_WeightDecay):
 
     name: Literal["rmsprop"] = "rmsprop"
     lr: float = Field(1e-2, ge=0, description="learning rate")
-    alpha: float = Field(
-        0.99, ge=0, description="smoothing constant of the squared-gradient average"
-    )
+    alpha: float = Field(0.99, ge=0, description="smoothing constant of the squared-gradient average")
     eps: float = Field(1e-8, ge=0)
     momentum: float = Field(0.0, ge=0)
-    centered: bool = Field(
-        False, description="normalise by the variance estimate instead of the raw second moment"
-    )
+    centered: bool = Field(False, description="normalise by the variance estimate instead of the raw second moment")
 
 
 class AdamConfig(_Betas):
@@ -208,9 +202,7 @@ class SGD(Optimizer):
         c = self.cfg
         d = self._prepare_grad()
         if c.momentum:
-            d = _heavy_ball(
-                self.state["momentum_buffer"], d, c.momentum, c.dampening, c.nesterov, self.t == 1
-            )
+            d = _heavy_ball(self.state["momentum_buffer"], d, c.momentum, c.dampening, c.nesterov, self.t == 1)
         xp.multiply(d, lr, out=self.tmp)
         self.p -= self.tmp
 
@@ -220,9 +212,7 @@ class GD(SGD):
     """θ ← θ − η∇L(θ), the gradient taken over the whole training set each step."""
 
     def __init__(self, cfg, params, grads):
-        super().__init__(
-            SGDConfig(lr=cfg.lr), params, grads
-        )  # SGD's rule with no momentum or decay
+        super().__init__(SGDConfig(lr=cfg.lr), params, grads)  # SGD's rule with no momentum or decay
 
 
 @register("optimizers", AdagradConfig)
@@ -389,9 +379,7 @@ class RAdam(Optimizer):
         rho_inf = 2.0 / (1.0 - b2) - 1.0
         rho_t = rho_inf - 2.0 * t * b2**t / bc2
         if rho_t > 5.0:
-            rect = math.sqrt(
-                (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
-            )
+            rect = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
             xp.sqrt(v, out=tmp)
             tmp += c.eps
             xp.divide(m, tmp, out=tmp)

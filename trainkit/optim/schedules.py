@@ -77,9 +77,7 @@ class LinearWarmupConfig(ScheduleConfig):
     name: Literal["linear_warmup"] = "linear_warmup"
     warmup_epochs: int = Field(ge=1)
     start_factor: float = Field(0.1, gt=0, le=1)
-    then: Optional[_Then] = Field(
-        None, description="schedule after the warmup (epochs counted from its end)"
-    )
+    then: Optional[_Then] = Field(None, description="schedule after the warmup (epochs counted from its end)")
 
 
 class ReduceOnPlateauConfig(ScheduleConfig):
@@ -147,9 +145,7 @@ class Cosine(Schedule):
 
     def lr(self, epoch):
         c = self.cfg
-        return c.eta_min + 0.5 * (self.base - c.eta_min) * (
-            1.0 + math.cos(math.pi * epoch / c.T_max)
-        )
+        return c.eta_min + 0.5 * (self.base - c.eta_min) * (1.0 + math.cos(math.pi * epoch / c.T_max))
 
 
 @register("schedules", LinearWarmupConfig)
