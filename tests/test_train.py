@@ -77,6 +77,7 @@ EXPECTATIONS = {
     "logistic.yaml": lambda r: r.metrics["val_accuracy"] >= 0.9,
     "mlp_moons.yaml": lambda r: r.metrics["val_accuracy"] >= 0.95,
     "softmax_blobs.yaml": lambda r: r.metrics["val_accuracy"] >= 0.9,
+    "iris.yaml": lambda r: r.metrics["test_accuracy"] >= 0.93,
     "overfit_regularized.yaml": lambda r: r.status == "early_stopped" and r.metrics["val_loss"] < 0.4,
 }
 

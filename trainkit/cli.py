@@ -9,6 +9,7 @@ Exit codes: 0 finished, 1 diverged, 2 bad usage / config / data, 130 SIGINT, 143
 from __future__ import annotations
 
 import json
+import math
 import sys
 from enum import Enum
 from pathlib import Path
@@ -36,7 +37,7 @@ def _emit_json(doc: dict) -> None:
     sys.stdout.flush()
 
 
-def _fail(err, as_json: bool) -> None:
+def _fail(err, as_json: bool):
     """Print a user error (never a traceback) and exit with its code."""
     if as_json:
         _emit_json({"status": "error", "error": err.to_dict()})
@@ -45,7 +46,7 @@ def _fail(err, as_json: bool) -> None:
     raise typer.Exit(err.exit_code)
 
 
-def _load(config: Path, overrides: list[str], seed: Optional[int], output_dir: Optional[Path]):
+def _load(config: Path, overrides: list[str], seed: Optional[int] = None, output_dir: Optional[Path] = None):
     from trainkit.config import load_config
 
     extra = list(overrides)
@@ -60,61 +61,62 @@ SetOpt = typer.Option(
     None,
     "--set",
     "-s",
-    help="Override a config key: --set optimizer.lr=0.01 (value parsed as YAML). Repeatable.",
     metavar="KEY=VALUE",
+    help="Override a config key: --set optimizer.lr=0.01 (value parsed as YAML). Repeatable.",
 )
 SeedOpt = typer.Option(None, "--seed", help="Override the config's seed.")
 JsonOpt = typer.Option(False, "--json", help="Write exactly one JSON document to stdout (human output goes to stderr).")
 OutOpt = typer.Option(
-    None,
-    "--output-dir",
-    "-o",
-    help="Write the run directory here (config, metrics, checkpoint, summary).",
+    None, "--output-dir", "-o", help="Write the run directory here (config, metrics, checkpoints, summary)."
 )
+ProgressOpt = typer.Option(ProgressMode.auto, "--progress", help="auto: a bar on terminals, plain lines elsewhere.")
 
 
-@app.command()
-def train(
-    config: Path = typer.Argument(..., help="YAML config file.", show_default=False),
-    set_: Optional[list[str]] = SetOpt,
-    seed: Optional[int] = SeedOpt,
-    output_dir: Optional[Path] = OutOpt,
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
-    as_json: bool = JsonOpt,
-    progress: ProgressMode = typer.Option(
-        ProgressMode.auto, "--progress", help="auto: a bar on terminals, plain lines elsewhere."
-    ),
-    print_config: bool = typer.Option(False, "--print-config", help="Print the fully resolved config and exit."),
-) -> None:
-    """Train a model from a config and print the final metrics and parameters."""
+def _run_dir_for(config: Path, loaded, output_dir: Optional[Path], resume: bool):
+    """Where the run's files go: --output-dir, else output.dir; for --resume also the
+    folder of a run's own config.yaml."""
+    if output_dir is not None:
+        return output_dir
+    if resume and (config.parent / "checkpoint.npz").exists():
+        return config.parent
+    if resume and not loaded.config.output.dir:
+        from trainkit.rundir import RunDirError
+
+        raise RunDirError(
+            f"{config}: --resume needs a run directory\n    help: pass --output-dir, or resume RUN_DIR/config.yaml"
+        )
+    return loaded.config.output.dir
+
+
+def _train(config: Path, overrides, seed, output_dir, overwrite, resume, as_json, progress, print_config=False):
     from trainkit import api
     from trainkit.config import dump_yaml
     from trainkit.errors import EXIT_DIVERGED, EXIT_SIGINT, EXIT_SIGTERM, TrainkitError
     from trainkit.report import Progress, choose_mode, make_console, render_result
 
     try:
-        loaded = _load(config, set_ or [], seed, output_dir)
+        loaded = _load(config, overrides or [], seed, output_dir)
         if print_config:
             sys.stdout.write(dump_yaml(loaded.resolved()))
             return
         out = sys.stderr if as_json else sys.stdout
-        mode = progress.value
-        if as_json and mode == "auto":
-            mode = "none"
+        mode = "none" if as_json and progress == "auto" else progress
         mode = choose_mode(mode, out)
         console = make_console(out, plain=mode != "bar")
-        run_dir = None
         cfg = loaded.config
-        if cfg.output.dir:
+        run_dir = None
+        where = _run_dir_for(config, loaded, output_dir, resume)
+        if where:
             from trainkit.rundir import RunDir
 
-            run_dir = RunDir(
-                cfg.output.dir,
-                overwrite=overwrite or cfg.output.overwrite,
-                checkpoint_every=cfg.train.checkpoint_every,
-            )
-        with Progress(mode, out, cfg.train.epochs, cfg.train.log_every) as prog:
-            result = api.train(loaded, on_epoch=prog.update, on_start=prog.start, run_dir=run_dir)
+            every = cfg.train.checkpoint_every or max(1, math.ceil(cfg.train.epochs / 20))
+            run_dir = RunDir(where, overwrite=overwrite or cfg.output.overwrite, resume=resume, checkpoint_every=every)
+        try:
+            with Progress(mode, out, cfg.train.epochs, cfg.train.log_every) as prog:
+                result = api.train(loaded, on_epoch=prog.update, on_start=prog.start, run_dir=run_dir)
+        finally:
+            if run_dir is not None:
+                run_dir.close()
     except TrainkitError as err:
         _fail(err, as_json)
     if as_json:
@@ -127,11 +129,35 @@ def train(
         raise typer.Exit(EXIT_DIVERGED)
     if result.status == "interrupted":
         if run_dir is not None:
-            print(
-                f"resume with: trainkit train {run_dir.path / 'config.yaml'} --resume",
-                file=sys.stderr,
-            )
+            print(f"checkpoint saved; resume with: trainkit resume {run_dir.path}", file=sys.stderr)
         raise typer.Exit(EXIT_SIGTERM if "SIGTERM" in result.stop_reason else EXIT_SIGINT)
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="YAML config file.", show_default=False),
+    set_: Optional[list[str]] = SetOpt,
+    seed: Optional[int] = SeedOpt,
+    output_dir: Optional[Path] = OutOpt,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in the run directory from its checkpoint."),
+    as_json: bool = JsonOpt,
+    progress: ProgressMode = ProgressOpt,
+    print_config: bool = typer.Option(False, "--print-config", help="Print the fully resolved config and exit."),
+) -> None:
+    """Train a model from a config and print the final metrics and parameters."""
+    _train(config, set_, seed, output_dir, overwrite, resume, as_json, progress.value, print_config)
+
+
+@app.command()
+def resume(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `trainkit train --output-dir`."),
+    set_: Optional[list[str]] = SetOpt,
+    as_json: bool = JsonOpt,
+    progress: ProgressMode = ProgressOpt,
+) -> None:
+    """Continue a stopped run from its last checkpoint (same as train RUN_DIR/config.yaml --resume)."""
+    _train(run_dir / "config.yaml", set_, None, run_dir, False, True, as_json, progress.value)
 
 
 @app.command()
@@ -145,7 +171,7 @@ def validate(
     from trainkit.errors import TrainkitError
 
     try:
-        loaded = _load(config, set_ or [], None, None)
+        loaded = _load(config, set_ or [])
         exp = api.build(loaded)
     except TrainkitError as err:
         _fail(err, as_json)
@@ -160,9 +186,58 @@ def validate(
         print(f"OK {config}: {summary}")
 
 
+@app.command()
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="A run directory."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Evaluate on this file instead of the run's test split."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Metrics of a trained run on its test split (or a given file)."""
+    from trainkit import inference
+    from trainkit.errors import TrainkitError
+    from trainkit.report import choose_mode, make_console, metrics_table
+
+    try:
+        out = inference.evaluate(run_dir, str(data) if data else None)
+    except TrainkitError as err:
+        _fail(err, as_json)
+    if as_json:
+        _emit_json({"status": "ok", **out})
+        return
+    console = make_console(sys.stdout, plain=choose_mode("auto", sys.stdout) == "plain")
+    console.print(f"{out['split']} split of {run_dir}" if data is None else f"{data}", f"({out['n']} samples)")
+    console.print(metrics_table(out["metrics"]))
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="A run directory."),
+    data: Path = typer.Option(..., "--data", help="CSV or NPZ file with the same feature columns as training."),
+    output: Optional[Path] = typer.Option(None, "--output", help="Write predictions to this CSV (default: stdout)."),
+) -> None:
+    """Predict with a trained run: labels (and class probabilities) or values, as CSV."""
+    from trainkit import inference
+    from trainkit.errors import TrainkitError
+
+    try:
+        header, rows = inference.predict(run_dir, str(data))
+    except TrainkitError as err:
+        _fail(err, False)
+    text = inference.to_csv(header, rows)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        from trainkit.rundir import atomic_write
+
+        atomic_write(output, text.encode())
+        print(f"wrote {len(rows)} predictions to {output}", file=sys.stderr)
+
+
 @app.command("list")
 def list_(
-    kind: Optional[str] = typer.Argument(None, help="datasets, models, layers, losses, optimizers or schedules."),
+    kind: Optional[str] = typer.Argument(
+        None, help="datasets, augmentations, models, layers, losses, optimizers or schedules."
+    ),
 ) -> None:
     """List the registered components with their parameters and defaults."""
     from trainkit import registry
@@ -175,10 +250,7 @@ def list_(
 
             close = difflib.get_close_matches(kind, kinds, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            print(
-                f"error: unknown kind {kind!r}{hint}; choose one of: {', '.join(kinds)}",
-                file=sys.stderr,
-            )
+            print(f"error: unknown kind {kind!r}{hint}; choose one of: {', '.join(kinds)}", file=sys.stderr)
             raise typer.Exit(2)
         kinds = (k,)
     from rich.table import Table
@@ -187,7 +259,7 @@ def list_(
 
     console = make_console(sys.stdout, plain=choose_mode("auto", sys.stdout) == "plain")
     for k in kinds:
-        table = Table(title=k, title_justify="left", show_lines=False)
+        table = Table(title=k, title_justify="left")
         table.add_column("name", style="bold")
         table.add_column("description")
         table.add_column("parameters (default)")
@@ -196,7 +268,7 @@ def list_(
             for fname, f in e.schema.model_fields.items():
                 if fname == "name":
                     continue
-                default = "required" if f.is_required() else (f.get_default(call_default_factory=True))
+                default = "required" if f.is_required() else f.get_default(call_default_factory=True)
                 if hasattr(default, "model_dump"):
                     default = default.model_dump(by_alias=True)
                 params.append(f"{f.alias or fname}={default}")

@@ -36,7 +36,18 @@ class MetricAccumulator:
         self.loss_sum = 0.0
         self.n = 0
         self.sums: dict[str, float] = {}
-        self.target_sum = self.target_sq = None
+
+    def state_dict(self) -> dict:
+        """The running sums as JSON-able data (floats round-trip exactly through JSON)."""
+        return {
+            "loss_sum": self.loss_sum,
+            "n": self.n,
+            "sums": {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in self.sums.items()},
+        }
+
+    def load_state_dict(self, s: dict) -> None:
+        self.loss_sum, self.n = s["loss_sum"], s["n"]
+        self.sums = {k: np.array(v, dtype=np.float64) if isinstance(v, list) else v for k, v in s["sums"].items()}
 
     def add(self, pred, target, loss: float, n: int) -> None:
         """`loss` is the batch's loss as the loss reduces it; `target` as the loss prepared it."""

@@ -115,6 +115,9 @@ class Trainer:
         self.stop_requested: str | None = None  # set from a signal handler: "SIGINT" / "SIGTERM"
         self.epoch = 0  # epochs completed
         self.history: list[dict] = []
+        # A run stopped mid-epoch keeps where it was (steps done, running sums, the shuffle
+        # generator's state at the epoch's start) so that a resume continues bit-exactly.
+        self.partial: dict | None = None
         self._reg_slices = None
         if reg_cfg.l1 or reg_cfg.l2:
             self._reg_slices = [slice(0, net.flat.size)] if reg_cfg.apply_to_bias else net.weight_slices()
@@ -183,7 +186,12 @@ class Trainer:
                 epoch = self.epoch
                 lr = self.schedule.lr(epoch)
                 acc = self._accumulator()
-                failure = self._train_epoch(batches, lr, acc)
+                skip = 0
+                if self.partial is not None:
+                    self.rng.bit_generator.state = self.partial["shuffle_state"]
+                    acc.load_state_dict(self.partial["acc"])
+                    skip, self.partial = self.partial["step"], None
+                failure = self._train_epoch(batches, lr, acc, skip)
                 if failure:
                     status, reason = failure
                     break
@@ -220,7 +228,12 @@ class Trainer:
                 f"{getattr(self.opt.cfg, 'lr', '?')}), gradient clipping (train.clip_grad_norm), "
                 "or standardized inputs."
             )
-        elif self.early and self.early.best_params is not None and self.early.cfg.restore_best:
+        elif (
+            status != "interrupted"
+            and self.early
+            and self.early.best_params is not None
+            and self.early.cfg.restore_best
+        ):
             self.net.flat[...] = self.early.best_params
         return {
             "status": status,
@@ -230,11 +243,13 @@ class Trainer:
             "epoch_times": epoch_times,
         }
 
-    def _train_epoch(self, batches, lr: float, acc) -> tuple[str, str] | None:
-        """One pass over the training set; (status, reason) if the run must end now."""
+    def _train_epoch(self, batches, lr: float, acc, skip: int = 0) -> tuple[str, str] | None:
+        """One pass over the training set (its first `skip` batches already done);
+        (status, reason) if the run must end now."""
         net, loss, opt = self.net, self.loss, self.opt
         epoch = self.epoch + 1
-        for step, (xb, tb) in enumerate(batches.epoch(self.rng), start=1):
+        shuffle_state = self.rng.bit_generator.state
+        for step, (xb, tb) in enumerate(batches.epoch(self.rng, skip), start=skip + 1):
             for aug in self.augment:
                 xb, tb = aug(xb, tb, self.augment_rng, self.n_classes)
             pred = net.forward(xb, training=True)
@@ -249,8 +264,8 @@ class Trainer:
                 self._clip()
             opt.step(lr)
             if self.stop_requested and step < batches.n_batches:
-                # Stopped mid-epoch: the partial epoch is not recorded; a resume redoes it whole.
-                return "interrupted", f"stopped by {self.stop_requested} during epoch {epoch}"
+                self.partial = {"step": step, "acc": acc.state_dict(), "shuffle_state": shuffle_state}
+                return "interrupted", f"stopped by {self.stop_requested} in epoch {epoch} after step {step}"
         if not bool(xp.isfinite(net.flat).all()):
             return "diverged", f"parameters became non-finite in epoch {epoch}"
         return None
@@ -271,14 +286,15 @@ class _Batches:
             self.xbuf = xp.empty((batch_size,) + X.shape[1:], X.dtype)
             self.tbuf = xp.empty((batch_size,) + T.shape[1:], T.dtype)
 
-    def epoch(self, rng):
+    def epoch(self, rng, skip: int = 0):
+        """The epoch's batches, leaving out the first `skip`."""
         X, T, bs, n = self.X, self.T, self.bs, self.n
         if not self.shuffle:
-            for start in range(0, n, bs):
+            for start in range(skip * bs, n, bs):
                 yield X[start : start + bs], T[start : start + bs]
             return
         order = rng.permutation(n)
-        for start in range(0, n, bs):
+        for start in range(skip * bs, n, bs):
             idx = order[start : start + bs]
             m = len(idx)
             yield (
