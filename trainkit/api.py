@@ -262,6 +262,7 @@ def train(
             "wall_s": time.perf_counter() - t0,
             "train_s": out["train_s"],
             "epoch_s_median": statistics.median(times) if times else 0.0,
+            "epoch_s": times,
         },
         stop_reason=out["stop_reason"],
         best_epoch=best_epoch,

@@ -160,6 +160,95 @@ def resume(
     _train(run_dir / "config.yaml", set_, None, run_dir, False, True, as_json, progress.value)
 
 
+@app.command("compare-optimizers")
+def compare_optimizers(
+    config: Path = typer.Argument(
+        ..., help="A training config, or a playground config (problem: rosenbrock, ...).", show_default=False
+    ),
+    optimizer: Optional[list[str]] = typer.Option(
+        None,
+        "--optimizer",
+        "-o",
+        metavar="SPEC",
+        help='An optimizer to compare, e.g. -o sgd -o "sgd momentum=0.9 nesterov=true" -o "adam lr=0.01". '
+        "Repeatable. Default: the config's compare block, else gd, sgd, momentum, adam.",
+    ),
+    seeds: Optional[int] = typer.Option(
+        None, "--seeds", min=1, help="Repeat every optimizer with N seeds; mean ± std."
+    ),
+    lr_grid: Optional[str] = typer.Option(
+        None, "--lr-grid", metavar="LRS", help="Comma-separated learning rates to try per optimizer, or auto."
+    ),
+    target_loss: Optional[float] = typer.Option(
+        None, "--target-loss", help="Report when each run first reaches this loss."
+    ),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Worker processes (default: CPU cores)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write loss curves (or optimizer paths) to this PNG."),
+    output_dir: Optional[Path] = typer.Option(
+        None, "--output-dir", help="Write each run's directory plus comparison.csv and .json here."
+    ),
+    set_: Optional[list[str]] = SetOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Run the same problem under several optimizers, fairly, and show them side by side."""
+    from trainkit import compare
+    from trainkit.errors import ConfigError, Issue, TrainkitError
+    from trainkit.report import choose_mode, comparison_table, make_console
+
+    try:
+        grid = None
+        if lr_grid is not None:
+            try:
+                grid = "auto" if lr_grid.strip() == "auto" else [float(v) for v in lr_grid.split(",") if v.strip()]
+            except ValueError:
+                raise ConfigError(
+                    [
+                        Issue(
+                            "--lr-grid",
+                            None,
+                            None,
+                            "",
+                            f"expected numbers separated by commas, got {lr_grid!r}",
+                            "e.g. --lr-grid 1e-3,1e-2,1e-1 or --lr-grid auto",
+                        )
+                    ]
+                ) from None
+            if grid != "auto" and (not grid or min(grid) <= 0):
+                raise ConfigError([Issue("--lr-grid", None, None, "", "learning rates must be positive numbers")])
+        if plot is not None:
+            from trainkit.plots import require_matplotlib
+
+            require_matplotlib()
+        comp = compare.compare(config, optimizer, seeds, grid, target_loss, jobs, output_dir, set_ or [])
+        if plot is not None:
+            from trainkit.plots import plot_comparison
+
+            plot_comparison(comp, plot)
+    except TrainkitError as err:
+        _fail(err, as_json)
+    if as_json:
+        _emit_json(comp.to_dict())
+        return
+    console = make_console(sys.stdout, plain=choose_mode("auto", sys.stdout) == "plain")
+    console.print(comparison_table(comp))
+    winner = next((r for r in comp.summary if r.get("winner")), None)
+    if winner:
+        what = "final f" if comp.kind == "playground" else ("val loss" if "val_loss" in winner else "train loss")
+        console.print(f"★ lowest {what}: {winner['optimizer']} (lr {winner['lr']:g})")
+    for s in comp.lr_search:
+        console.print(
+            f"lr search {s['optimizer']}: "
+            + ", ".join(
+                f"{e['lr']:g}→{'diverged' if e['score'] == float('inf') else format(e['score'], '.4g')}"
+                for e in s["scores"]
+            )
+        )
+    if plot is not None:
+        console.print(f"plot written to {plot}")
+    if output_dir is not None:
+        console.print(f"runs and comparison.csv/json written to {output_dir}/")
+
+
 @app.command()
 def validate(
     config: Path = typer.Argument(..., help="YAML config file.", show_default=False),

@@ -71,6 +71,19 @@ class OutputConfig(Strict):
     overwrite: bool = False
 
 
+class CompareConfig(Strict):
+    """What `trainkit compare-optimizers` runs when no -o options are given."""
+
+    optimizers: list[Union[str, dict]] = Field(
+        default_factory=list, description='specs like "sgd momentum=0.9" or {name: sgd, momentum: 0.9}'
+    )
+    seeds: int = Field(1, ge=1, le=1000, description="repeat each optimizer with this many seeds")
+    lr_grid: Union[Literal["auto"], list[Annotated[float, Field(gt=0)]], None] = Field(
+        None, description="learning rates to try per optimizer, or auto"
+    )
+    target_loss: Optional[float] = Field(None, description="report when each run first reaches this train loss")
+
+
 # --------------------------------------------------------------------------- the run schema
 
 
@@ -105,6 +118,24 @@ def run_config_model() -> type[BaseModel]:
         regularization=(RegularizationConfig, RegularizationConfig()),
         train=(TrainConfig, TrainConfig()),
         output=(OutputConfig, OutputConfig()),
+        compare=(Optional[CompareConfig], None),
+    )
+
+
+@functools.cache
+def playground_config_model() -> type[BaseModel]:
+    """The schema of an optimizer-playground config (a 2-D test function, no data)."""
+    from trainkit.playground import Problem
+
+    return create_model(
+        "PlaygroundConfig",
+        __base__=Strict,
+        seed=(int, Field(0, ge=0)),
+        problem=(Problem, ...),
+        optimizer=(Optional[component_union("optimizers")], None),
+        steps=(int, Field(1000, ge=1, le=10_000_000, description="optimizer steps")),
+        tolerance=(float, Field(1e-10, gt=0, description="stop when the gradient norm is below this")),
+        compare=(Optional[CompareConfig], None),
     )
 
 
@@ -312,8 +343,11 @@ class LoadedConfig:
         return self.config.model_dump(mode="json", by_alias=True)
 
 
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedConfig:
-    """Read, override and validate a config file. Raises ConfigError with every problem."""
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), kind: str = "run") -> LoadedConfig:
+    """Read, override and validate a config file. Raises ConfigError with every problem.
+
+    kind: "run" (a training config), or "any" to also accept a playground config (one
+    with a `problem:` block, for compare-optimizers)."""
     p = Path(path)
     source = str(path)
     try:
@@ -348,10 +382,12 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise ConfigError([Issue(source, None, None, "", f"not a UTF-8 text file (byte {e.start})")]) from None
     except OSError as e:
         raise ConfigError([Issue(source, None, None, "", f"cannot read: {e.strerror}")]) from None
-    return load_config_text(text, source, overrides, base_dir=p.resolve().parent)
+    return load_config_text(text, source, overrides, base_dir=p.resolve().parent, kind=kind)
 
 
-def load_config_text(text: str, source: str = "<config>", overrides=(), base_dir: Path | None = None) -> LoadedConfig:
+def load_config_text(
+    text: str, source: str = "<config>", overrides=(), base_dir: Path | None = None, kind: str = "run"
+) -> LoadedConfig:
     raw, smap = parse_yaml(text, source)
     if raw is None:
         raise ConfigError(
@@ -380,19 +416,33 @@ def load_config_text(text: str, source: str = "<config>", overrides=(), base_dir
         )
     for text_ in overrides:
         apply_override(raw, text_, smap)
+    if "problem" in raw:
+        if kind != "any":
+            raise ConfigError(
+                [
+                    Issue(
+                        source,
+                        *smap.locate(("problem",))[1:],
+                        "problem",
+                        "this is an optimizer-playground config (a test function, no data)",
+                        f"run it with: trainkit compare-optimizers {source}",
+                    )
+                ]
+            )
+        return validate(raw, smap, base_dir or Path.cwd(), playground_config_model())
     return validate(raw, smap, base_dir or Path.cwd())
 
 
-def validate(raw: dict, smap: SourceMap, base_dir: Path) -> LoadedConfig:
-    model = run_config_model()
+def validate(raw: dict, smap: SourceMap, base_dir: Path, model: type[BaseModel] | None = None) -> LoadedConfig:
+    model = model or run_config_model()
     try:
         cfg = model.model_validate(raw)
     except ValidationError as e:
-        issues = [_issue_from_error(err, raw, smap) for err in e.errors()]
+        issues = [_issue_from_error(err, raw, smap, model) for err in e.errors()]
         issues.sort(key=lambda i: (i.source != smap.source, i.line or 0, i.column or 0))
         raise ConfigError(issues) from None
     loaded = LoadedConfig(cfg, smap.source, base_dir, smap)
-    issues = cross_field_issues(loaded)
+    issues = cross_field_issues(loaded) if model is run_config_model() else []
     if issues:
         raise ConfigError(issues)
     return loaded
@@ -428,12 +478,12 @@ def cross_field_issues(loaded: LoadedConfig) -> list[Issue]:
 # --------------------------------------------------------------------------- messages
 
 
-def _issue_from_error(err: dict, raw: dict, smap: SourceMap) -> Issue:
+def _issue_from_error(err: dict, raw: dict, smap: SourceMap, root: type[BaseModel]) -> Issue:
     path = _strip_tags(err["loc"], raw)
     typ, got = err["type"], err.get("input")
     hint = None
     if typ == "extra_forbidden":
-        known = _known_keys(path[:-1], raw)
+        known = _known_keys(path[:-1], raw, root)
         message = f"unknown key {path[-1]!r}"
         hint = _did_you_mean(str(path[-1]), known, "valid keys")
     elif typ == "missing":
@@ -497,9 +547,9 @@ def _models_in(ann) -> list[type[BaseModel]]:
     return found
 
 
-def _known_keys(path: Path_, raw: Any) -> list[str]:
+def _known_keys(path: Path_, raw: Any, root: type[BaseModel]) -> list[str]:
     """Keys of the schema at `path`, choosing union members by the raw `name`."""
-    models = [run_config_model()]
+    models = [root]
     node = raw
     for seg in path:
         node = (
@@ -553,6 +603,8 @@ def _kind_of(path: Path_) -> str:
         "optimizer": "optimizer",
         "schedule": "schedule",
         "layers": "layer",
+        "problem": "problem",
+        "augment": "augmentation",
     }
     for seg in reversed(path):
         if seg in names:

@@ -29,14 +29,7 @@ def choose_mode(requested: str, stream: IO) -> str:
 
 def make_console(stream: IO, plain: bool) -> Console:
     if plain:
-        return Console(
-            file=stream,
-            force_terminal=False,
-            no_color=True,
-            highlight=False,
-            width=100,
-            soft_wrap=True,
-        )
+        return Console(file=stream, force_terminal=False, no_color=True, highlight=False, width=160)
     return Console(file=stream, highlight=False)
 
 
@@ -188,3 +181,81 @@ def render_result(result, console: Console) -> None:
 def stderr_console() -> Console:
     plain = choose_mode("auto", sys.stderr) == "plain"
     return make_console(sys.stderr, plain)
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values, width: int = 16) -> str:
+    """A unicode sparkline of a loss curve, on a log scale when all values are positive."""
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return ""
+    if len(vals) > width:
+        vals = [vals[round(i * (len(vals) - 1) / (width - 1))] for i in range(width)]
+    if min(vals) > 0:
+        vals = [math.log10(v) for v in vals]
+    lo, hi = min(vals), max(vals)
+    if hi - lo < 1e-12:
+        return SPARKS[0] * len(vals)
+    return "".join(SPARKS[min(7, int((v - lo) / (hi - lo) * 8))] for v in vals)
+
+
+def _pm(row: dict, key: str) -> str:
+    v = row.get(key)
+    if v is None:
+        return "–"
+    sd = row.get(key + "_std")
+    return fmt(v) + (f" ± {fmt(sd)}" if sd and row.get("runs", 1) > 1 else "")
+
+
+def comparison_table(comp) -> Table:
+    playground = comp.kind == "playground"
+    rows = comp.summary
+    table = Table(title="optimizers compared", title_justify="left")
+    table.add_column("optimizer", style="bold")
+    table.add_column("lr", justify="right")
+    if playground:
+        cols = [
+            ("final point", None),
+            ("f", "final_value"),
+            ("dist. to min", "distance_to_minimum"),
+            ("steps", "steps"),
+        ]
+    else:
+        cols = [("train loss", "train_loss"), ("val loss", "val_loss"), ("best val (epoch)", "best_val_loss")]
+        if any("val_accuracy" in r for r in rows):
+            cols.append(("val acc", "val_accuracy"))
+        elif any("train_accuracy" in r for r in rows):
+            cols.append(("train acc", "train_accuracy"))
+    if any("reached_target" in r for r in rows):
+        cols.append(("epochs to target" if not playground else "steps to target", None))
+    cols += [("time", None), ("status", None), ("loss curve", None)]
+    for title, _ in cols:
+        table.add_column(title, justify="left" if title in ("status", "loss curve", "final point") else "right")
+    for r in rows:
+        cells = [("★ " if r.get("winner") else "  ") + r["optimizer"], fmt(r["lr"])]
+        for title, key in cols:
+            if key == "best_val_loss":
+                cells.append(f"{_pm(r, key)} ({fmt(round(r['best_epoch']))})" if r.get(key) is not None else "–")
+            elif key:
+                cells.append(_pm(r, key))
+            elif title == "final point":
+                cells.append("(" + ", ".join(fmt(v) for v in r["final_point"]) + ")")
+            elif title.endswith("to target"):
+                unit = "step" if playground else "epoch"
+                v = r.get(f"to_target_{unit}")
+                text = "–" if v is None else fmt(round(v))
+                if v is not None and not playground:
+                    text += f" ({r['to_target_wall_s']:.3f}s)"
+                if r.get("runs", 1) > 1:
+                    text += f" [{r['reached_target']}]"
+                cells.append(text)
+            elif title == "time":
+                cells.append(f"{r['wall_s']:.2f}s" if r.get("wall_s") is not None else "–")
+            elif title == "status":
+                cells.append(r["status"])
+            elif title == "loss curve":
+                cells.append(sparkline(r["curve"]))
+        table.add_row(*cells)
+    return table
