@@ -2,6 +2,10 @@
 
 Regression: mse, mae, r2 (uniform average over outputs, as sklearn). Classification:
 accuracy; binary adds precision, recall and f1 for the positive class (label index 1).
+
+Per batch only what changes is summed (squared and absolute errors, correct counts, a
+confusion count); r2's total sum of squares depends on the split's targets alone, so it is
+computed once per split (`target_stats`), which keeps tiny full-batch steps cheap.
 """
 
 from __future__ import annotations
@@ -24,15 +28,30 @@ def predicted_labels(pred, loss_name: str):
     return pred.argmax(axis=1)
 
 
+def true_labels(target):
+    if target.ndim == 1:
+        return target  # class indices
+    if target.shape[1] == 1:
+        return target[:, 0] > 0.5  # binary 0/1 targets
+    return target.argmax(axis=1)  # one-hot / class probabilities
+
+
+def target_stats(T) -> np.ndarray:
+    """Σ(t − t̄)² per output over a whole split: the denominator of r2."""
+    t = to_numpy(T).reshape(len(T), -1).astype(np.float64)
+    return ((t - t.mean(axis=0)) ** 2).sum(axis=0)
+
+
 class MetricAccumulator:
     """Running sums for one split over one epoch."""
 
-    def __init__(self, task: str, loss_name: str, names=None, reduction: str = "mean"):
+    def __init__(self, task: str, loss_name: str, names=None, reduction: str = "mean", sst=None):
         self.task, self.loss_name = task, loss_name
         self.loss_is_mean = reduction == "mean"
         if names is None:  # the loss is reported anyway: don't repeat it as a metric
             names = [m for m in DEFAULT_METRICS[task] if m != loss_name]
         self.names = tuple(names)
+        self.sst = sst
         self.loss_sum = 0.0
         self.n = 0
         self.sums: dict[str, float] = {}
@@ -57,26 +76,21 @@ class MetricAccumulator:
             return
         s = self.sums
         if self.task == "regression":
-            t = target.reshape(pred.shape)
-            d = pred - t
-            s["sse"] = s.get("sse", 0.0) + to_numpy((d * d).sum(axis=0)).astype(np.float64)
-            s["sae"] = s.get("sae", 0.0) + float(xp.abs(d).sum())
-            s["ty"] = s.get("ty", 0.0) + to_numpy(t.sum(axis=0)).astype(np.float64)
-            s["ty2"] = s.get("ty2", 0.0) + to_numpy((t * t).sum(axis=0)).astype(np.float64)
+            d = pred - target.reshape(pred.shape)
+            if "mse" in self.names or "r2" in self.names:
+                sse = to_numpy(xp.einsum("ij,ij->j", d, d)).astype(np.float64)
+                s["sse"] = s["sse"] + sse if "sse" in s else sse
+            if "mae" in self.names:
+                s["sae"] = s.get("sae", 0.0) + float(xp.abs(d).sum())
             s["outputs"] = pred.shape[1]
         else:
-            labels = predicted_labels(pred, self.loss_name)
-            if target.ndim == 1:
-                truth = target  # class indices
-            elif target.shape[1] == 1:
-                truth = target[:, 0] > 0.5  # binary 0/1 targets
-            else:
-                truth = target.argmax(axis=1)  # one-hot / class probabilities
+            labels, truth = predicted_labels(pred, self.loss_name), true_labels(target)
             s["correct"] = s.get("correct", 0) + int((labels == truth).sum())
             if self.task == "binary":
-                s["tp"] = s.get("tp", 0) + int(((labels == 1) & (truth == 1)).sum())
-                s["fp"] = s.get("fp", 0) + int(((labels == 1) & (truth != 1)).sum())
-                s["fn"] = s.get("fn", 0) + int(((labels != 1) & (truth == 1)).sum())
+                pos, true_pos = labels == 1, truth == 1
+                s["tp"] = s.get("tp", 0) + int((pos & true_pos).sum())
+                s["fp"] = s.get("fp", 0) + int(pos.sum()) - int((pos & true_pos).sum())
+                s["fn"] = s.get("fn", 0) + int(true_pos.sum()) - int((pos & true_pos).sum())
 
     def result(self, split: str) -> dict[str, float]:
         """Mean loss per sample (or the epoch's total for reduction: sum) and each metric."""
@@ -89,10 +103,9 @@ class MetricAccumulator:
             elif name == "mae":
                 v = s["sae"] / (n * s["outputs"])
             elif name == "r2":
-                sst = s["ty2"] - s["ty"] ** 2 / n
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    r2 = np.where(sst > 0, 1.0 - s["sse"] / np.where(sst > 0, sst, 1.0), 0.0)
-                v = float(np.mean(r2))
+                sst = self.sst if self.sst is not None else np.ones_like(s["sse"])
+                r2 = [1.0 - e / t if t > 0 else 0.0 for e, t in zip(s["sse"].tolist(), np.ravel(sst).tolist())]
+                v = sum(r2) / len(r2)
             elif name == "accuracy":
                 v = s["correct"] / n
             elif name == "precision":

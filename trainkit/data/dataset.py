@@ -112,6 +112,8 @@ def split(ds: Dataset, val_fraction: float, test_fraction: float, rng: np.random
         perm = rng.permutation(len(ds))
         n_val, n_test = round(len(ds) * val_fraction), round(len(ds) * test_fraction)
         val, test, train = perm[:n_val], perm[n_val : n_val + n_test], perm[n_val + n_test :]
+    if not len(val) and not len(test):
+        return ds, None, None  # nothing held out: no copy of the data
     # Each part keeps file order, so `train.shuffle: false` trains in the order of the file.
     train, val, test = np.sort(train), np.sort(val), np.sort(test)
     return ds.subset(train), (ds.subset(val) if len(val) else None), (ds.subset(test) if len(test) else None)

@@ -4,6 +4,10 @@ A layer maps a batch `x` of shape (n, in) to `y` of shape (n, out). `backward(dy
 dL/dy, writes dL/dparam into the layer's gradient views and returns dL/dx. Parameters and
 gradients are views into one flat buffer owned by the network (see network.py), so
 optimizers update every parameter with whole-array passes.
+
+Speed: in training, outputs and input gradients go into buffers the layer keeps per batch
+shape (`_buffer`), so a step allocates almost nothing. A training output is therefore
+valid until the layer's next training forward; `backward` may overwrite `dy`.
 """
 
 from __future__ import annotations
@@ -38,6 +42,18 @@ class Layer:
 
     def backward(self, dy):
         raise NotImplementedError
+
+    def _buffer(self, name: str, shape: tuple, dtype):
+        """A reusable work array of this shape (one per name and shape)."""
+        key = (name, shape, dtype)
+        try:
+            return self._buffers[key]
+        except AttributeError:
+            self._buffers = {}
+        except KeyError:
+            pass
+        buf = self._buffers[key] = xp.empty(shape, dtype)
+        return buf
 
 
 # --------------------------------------------------------------------------- linear
@@ -76,7 +92,8 @@ class Linear(Layer):
 
     def forward(self, x, training):
         self.x = x
-        y = x @ self.W.T
+        out = self._buffer("y", (len(x), self.out_features), x.dtype) if training else None
+        y = xp.matmul(x, self.W.T, out=out)
         if self.b is not None:
             y += self.b
         return y
@@ -84,8 +101,10 @@ class Linear(Layer):
     def backward(self, dy):
         xp.matmul(dy.T, self.x, out=self.gW)
         if self.b is not None:
-            xp.sum(dy, axis=0, out=self.gb)
-        return dy @ self.W if self.needs_input_grad else None
+            xp.add.reduce(dy, axis=0, out=self.gb)
+        if not self.needs_input_grad:
+            return None
+        return xp.matmul(dy, self.W, out=self._buffer("dx", (len(dy), self.in_features), dy.dtype))
 
 
 # --------------------------------------------------------------------------- activations
@@ -161,11 +180,13 @@ class ReLU(Layer):
         pass
 
     def forward(self, x, training):
-        self.y = xp.maximum(x, 0)
+        out = self._buffer("y", x.shape, x.dtype) if training else None
+        self.y = xp.maximum(x, 0, out=out)
         return self.y
 
     def backward(self, dy):
-        return dy * (self.y > 0)
+        mask = xp.greater(self.y, 0, out=self._buffer("mask", dy.shape, bool))
+        return xp.multiply(dy, mask, out=dy)
 
 
 class LeakyReLUConfig(Component):
