@@ -225,9 +225,10 @@ def _construct(loader: _Loader, node, path: Path_, smap: SourceMap, issues: list
 def parse_yaml(text: str, source: str, smap: SourceMap | None = None, base: Path_ = ()) -> tuple[Any, SourceMap]:
     """Parse YAML text keeping each key's line; raise ConfigError on syntax or unsafe tags."""
     smap = smap or SourceMap(source)
-    loader = _Loader(text)
     issues: list[Issue] = []
+    loader = None
     try:
+        loader = _Loader(text)
         node = loader.get_single_node()
         data = None if node is None else _construct(loader, node, base, smap, issues)
     except yaml.MarkedYAMLError as e:
@@ -241,10 +242,26 @@ def parse_yaml(text: str, source: str, smap: SourceMap | None = None, base: Path
             hint = "indent YAML with spaces, not tabs"
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
         raise ConfigError([Issue(source, line, col, "", f"invalid YAML: {problem}", hint)]) from None
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow (control bytes, binary data)
+        line = text.count("\n", 0, e.position) + 1
+        col = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
+        raise ConfigError(
+            [
+                Issue(
+                    source,
+                    line,
+                    col,
+                    "",
+                    f"invalid YAML: character #x{e.character:04x} is not allowed",
+                    "is this a text file?",
+                )
+            ]
+        ) from None
     except yaml.YAMLError as e:
         raise ConfigError([Issue(source, None, None, "", f"invalid YAML: {e}")]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if issues:
         raise ConfigError(issues)
     return data, smap

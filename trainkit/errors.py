@@ -75,15 +75,21 @@ class ConfigError(TrainkitError):
 
 
 class DataError(TrainkitError):
-    """A data file that cannot be used: names the file and, where known, row and column."""
+    """A data file that cannot be used: names the file and, where known, row and column,
+    and the config key that pointed at it (`origin`)."""
 
     kind = "data"
 
-    def __init__(self, message: str, path: str | None = None, hint: str | None = None):
-        self.path = path
-        self.hint = hint
+    def __init__(self, message: str, path: str | None = None, hint: str | None = None, origin: str | None = None):
+        self.message, self.path, self.hint, self.origin = message, path, hint, origin
         text = f"{path}: {message}" if path else message
+        if origin:
+            text += f"\n    from: {origin}"
         super().__init__(text + (f"\n    help: {hint}" if hint else ""))
 
+    def located(self, origin: str) -> DataError:
+        """The same error, saying which config key led to the file."""
+        return DataError(self.message, self.path, self.hint, self.origin or origin)
+
     def to_dict(self) -> dict:
-        return {"type": self.kind, "message": str(self), "file": self.path, "hint": self.hint}
+        return {"type": self.kind, "message": str(self), "file": self.path, "origin": self.origin, "hint": self.hint}

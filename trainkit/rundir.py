@@ -97,6 +97,8 @@ class RunDir:
         if overwrite and not resume:
             for f in existing:
                 (self.path / f).unlink()
+        for stale in self.path.glob(".*.tmp"):  # left by a process killed mid-write
+            stale.unlink()
         self._csv = self._jsonl = self._writer = None
         self._best: float | None = None
 

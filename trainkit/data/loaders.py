@@ -48,7 +48,7 @@ def _existing(path: Path, shown: str) -> None:
         raise DataError(
             "file not found" if not path.exists() else "not a file",
             shown,
-            f"paths are relative to the config file's folder ({path.parent})",
+            f"looked for {path}; paths are relative to the config file's folder",
         )
 
 

@@ -99,7 +99,21 @@ def load_file(cfg_data, resolve, path: str, need_target: bool = True) -> Dataset
 
 
 def prepare(loaded) -> tuple[dict[str, Dataset | None], DataState]:
-    """Load and split the data of a run; fit classes, categories and scaling on train."""
+    """Load and split the data of a run; fit classes, categories and scaling on train.
+    A DataError says which config key led to the file."""
+    try:
+        return _prepare(loaded)
+    except DataError as e:
+        key = ("data", "path") if hasattr(loaded.config.data, "path") else ("data", "name")
+        for part in ("val", "test"):
+            p = getattr(loaded.config.data, f"{part}_path", None)
+            if p and e.path == p:
+                key = ("data", f"{part}_path")
+        issue = loaded.issue(key, "")
+        raise e.located(f"{issue.where()}: {issue.key}") from None
+
+
+def _prepare(loaded) -> tuple[dict[str, Dataset | None], DataState]:
     cfg = loaded.config
     dcfg = cfg.data
     ds = registry.get("datasets", dcfg.name).build(dcfg, rng=stream(cfg.seed, "data"), resolve=loaded.resolve_path)

@@ -307,11 +307,11 @@ class Adam(Optimizer):
             vmax = self.state["max_exp_avg_sq"]
             xp.maximum(vmax, v, out=vmax)
             v = vmax
+        # m̂/(√v̂ + ε) = m/(√v + ε·√(1 − β₂ᵗ)) · √(1 − β₂ᵗ)/(1 − β₁ᵗ): one pass fewer than dividing v first.
         xp.sqrt(v, out=tmp)
-        tmp *= 1.0 / bc2_sqrt
-        tmp += c.eps
+        tmp += c.eps * bc2_sqrt
         xp.divide(m, tmp, out=tmp)
-        tmp *= lr / bc1
+        tmp *= lr * bc2_sqrt / bc1
         self.p -= tmp
 
 

@@ -1,0 +1,217 @@
+"""One measurement per process: `python -m benchmarks.workers KIND ARGS...` prints one JSON line.
+
+Each library runs in its own process (numpy's and torch's thread pools disturb each other
+in one process). Every worker does a warm-up first and reports only measured repetitions.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "benchmarks" / "data"
+MLP_NPZ = DATA / "mlp.npz"
+HIDDEN = (256, 128)
+
+
+def mlp_config(batch: int, epochs: int) -> str:
+    return f"""
+seed: 0
+data: {{name: npz, path: {MLP_NPZ}, val_fraction: 0}}
+model: {{name: mlp, hidden: [{HIDDEN[0]}, {HIDDEN[1]}], activation: relu}}
+loss: cross_entropy
+optimizer: {{name: adam, lr: 0.001}}
+train: {{epochs: {epochs}, batch_size: {batch}, dtype: float32}}
+"""
+
+
+def make_data() -> None:
+    """60,000 x 784 float32 features, 10 classes from a fixed random linear teacher."""
+    import numpy as np
+
+    if MLP_NPZ.exists():
+        return
+    DATA.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60_000, 784)).astype(np.float32)
+    W = rng.normal(size=(784, 10)).astype(np.float32)
+    y = (X @ W + rng.normal(size=(60_000, 10)).astype(np.float32)).argmax(axis=1)
+    np.savez(MLP_NPZ, X=X, y=y)
+
+
+def blas_threads() -> int:
+    try:
+        from threadpoolctl import threadpool_info
+
+        return max((p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"), default=1)
+    except ImportError:
+        import os
+
+        return os.cpu_count() or 1
+
+
+def mlp_trainkit(batch: int, epochs: int) -> dict:
+    import trainkit
+    from trainkit.config import load_config_text
+
+    loaded = load_config_text(mlp_config(batch, epochs + 1), "bench.yaml")
+    r = trainkit.train(loaded)
+    return {"epoch_s": r.timing["epoch_s"][1:], "final_loss": r.metrics["train_loss"]}
+
+
+def mlp_torch(batch: int, epochs: int, fused: bool) -> dict:
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(blas_threads())
+    torch.manual_seed(0)
+    with np.load(MLP_NPZ) as f:
+        X, y = torch.from_numpy(f["X"]), torch.from_numpy(f["y"])
+    model = torch.nn.Sequential(
+        torch.nn.Linear(784, HIDDEN[0]),
+        torch.nn.ReLU(),
+        torch.nn.Linear(HIDDEN[0], HIDDEN[1]),
+        torch.nn.ReLU(),
+        torch.nn.Linear(HIDDEN[1], 10),
+    )
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True if fused else None)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    times, n = [], len(X)
+    for _ in range(epochs + 1):
+        t = time.perf_counter()
+        perm = torch.randperm(n)
+        for i in range(0, n, batch):
+            idx = perm[i : i + batch]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(X[idx]), y[idx])
+            loss.backward()
+            opt.step()
+        times.append(time.perf_counter() - t)
+    return {
+        "epoch_s": times[1:],
+        "final_loss": float(loss),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def mlp_sklearn(batch: int, epochs: int) -> dict:
+    import warnings
+
+    import numpy as np
+    import sklearn
+    from sklearn.neural_network import MLPClassifier
+
+    with np.load(MLP_NPZ) as f:
+        X, y = f["X"], f["y"]
+    # sklearn's defaults kept on purpose: alpha=1e-4 L2, a partial last batch, its own shuffling.
+    clf = MLPClassifier(
+        hidden_layer_sizes=HIDDEN,
+        solver="adam",
+        learning_rate_init=1e-3,
+        batch_size=batch,
+        random_state=0,
+        shuffle=True,
+    )
+    classes = np.unique(y)
+    times = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(epochs + 1):
+            t = time.perf_counter()
+            clf.partial_fit(X, y, classes=classes)  # one pass over the data
+            times.append(time.perf_counter() - t)
+    return {
+        "epoch_s": times[1:],
+        "final_loss": float(clf.loss_),
+        "sklearn": sklearn.__version__,
+        "dtype": str(clf.coefs_[0].dtype),
+    }
+
+
+def tiny_trainkit(steps: int, same_work: bool) -> dict:
+    import trainkit
+
+    overrides = [f"train.epochs={steps}"]
+    if same_work:  # what the torch loop does: full-batch steps on all 100 samples, loss only
+        overrides += ["data.val_fraction=0", "train.metrics=[]"]
+    trainkit.train(ROOT / "configs" / "linreg.yaml", overrides=overrides)  # warm-up
+    r = trainkit.train(ROOT / "configs" / "linreg.yaml", overrides=overrides)
+    return {"us_per_step": r.timing["train_s"] / steps * 1e6, "weight": r.params["weight"].tolist()}
+
+
+def tiny_torch(steps: int) -> dict:
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (100, 1))
+    X, y = torch.tensor(x), torch.tensor(3 * x + 2 + rng.uniform(0, 1, (100, 1)))
+    model = torch.nn.Linear(1, 1).double()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    loss_fn = torch.nn.MSELoss()
+    for _warmup_then_measure in range(2):
+        t = time.perf_counter()
+        for _ in range(steps):
+            opt.zero_grad()
+            loss_fn(model(X), y).backward()
+            opt.step()
+        elapsed = time.perf_counter() - t
+    return {"us_per_step": elapsed / steps * 1e6, "weight": model.weight.tolist()}
+
+
+def gemm_peak() -> dict:
+    import numpy as np
+
+    n = 2048
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    b, c = a.copy(), np.empty_like(a)
+    np.matmul(a, b, out=c)
+    best = float("inf")
+    for _ in range(7):
+        t = time.perf_counter()
+        np.matmul(a, b, out=c)
+        best = min(best, time.perf_counter() - t)
+    return {"gflops": 2 * n**3 / best / 1e9}
+
+
+def memory_trainkit() -> dict:
+    import trainkit
+    from trainkit.config import load_config_text
+
+    trainkit.train(load_config_text(mlp_config(128, 1), "bench.yaml"))
+    return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main(argv: list[str]) -> None:
+    kind, *args = argv
+    if kind == "make-data":
+        make_data()
+        out = {}
+    elif kind == "mlp":
+        lib, batch, epochs = args[0], int(args[1]), int(args[2])
+        if lib == "trainkit":
+            out = mlp_trainkit(batch, epochs)
+        elif lib in ("torch", "torch-fused"):
+            out = mlp_torch(batch, epochs, lib == "torch-fused")
+        else:
+            out = mlp_sklearn(batch, epochs)
+    elif kind == "tiny":
+        lib, steps = args[0], int(args[1])
+        out = tiny_torch(steps) if lib == "torch" else tiny_trainkit(steps, lib == "trainkit-same-work")
+    elif kind == "gemm":
+        out = gemm_peak()
+    elif kind == "memory":
+        out = memory_trainkit()
+    else:
+        raise SystemExit(f"unknown benchmark {kind!r}")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

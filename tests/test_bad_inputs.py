@@ -1,0 +1,59 @@
+"""The bad-input corpus (tests/bad_inputs/): every case exits 2 with a clear message."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+CORPUS = Path(__file__).parent / "bad_inputs"
+CASES = sorted(CORPUS.glob("*.yaml"))
+
+
+def expectation(case: Path) -> tuple[list[str], str]:
+    sidecar = case.with_name(case.name + ".expect")
+    text = sidecar.read_text() if sidecar.exists() else case.read_text(encoding="utf-8")
+    args, expect = [], None
+    for line in text.splitlines():
+        if line.startswith("# args:"):
+            args = shlex.split(line[len("# args:") :])
+        elif line.startswith("# expect:"):
+            expect = line[len("# expect:") :].strip()
+    assert expect, f"{case.name} states no expectation"
+    return args, expect
+
+
+def test_corpus_is_large_enough():
+    assert len(CASES) >= 40
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)
+def test_bad_input_exits_2_with_a_clear_message(cli, case):
+    args, expect = expectation(case)
+    r = cli("train", case, *args)
+    assert r.code == 2, (r.code, r.stdout, r.stderr)
+    assert r.stdout == ""
+    assert "Traceback" not in r.stderr
+    assert r.stderr.startswith("error: ")
+    assert re.search(expect, r.stderr), f"expected /{expect}/ in:\n{r.stderr}"
+    assert case.name in r.stderr or "data/" in r.stderr or "--set" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("case", CASES[::4], ids=lambda p: p.stem)
+def test_bad_input_with_json_is_one_error_document(cli, case):
+    args, _ = expectation(case)
+    r = cli("train", case, *args, "--json")
+    assert r.code == 2
+    doc = json.loads(r.stdout)
+    assert doc["status"] == "error" and doc["error"]["message"]
+    assert r.stderr == ""
+
+
+@pytest.mark.parametrize("case", CASES[1::6], ids=lambda p: p.stem)
+def test_validate_agrees_with_train(cli, case):
+    args, expect = expectation(case)
+    r = cli("validate", case, *args)
+    assert r.code == 2 and re.search(expect, r.stderr)
