@@ -118,6 +118,7 @@ def bench_mlp(rounds: int, epochs: int, notes: list[str]) -> dict:
             f"  mlp batch {batch}: " + ", ".join(f"{p} {s['median']:.3f}s" for p, s in out[str(batch)].items()),
             flush=True,
         )
+    out["gemm_peaks"] = gemm_peaks
     return out
 
 
@@ -305,6 +306,26 @@ def markdown(res: dict, summary: list[dict]) -> str:
         f"{mem['peak_rss_mb']:.0f} MB RSS (limit 1.3 × data + 150 MB = {mem['limit_mb']:.0f} MB).",
         "",
     ]
+    prof = res.get("profile")
+    if prof:
+        total = sum(prof["parts_s"].values())
+        lines += [
+            "## where trainkit's time goes (batch 128, one epoch, in-process timers)",
+            "",
+            "| part | seconds | share |",
+            "| --- | --- | --- |",
+        ]
+        lines += [f"| {k} | {v:.3f} | {v / total:.0%} |" for k, v in prof["parts_s"].items()]
+        sub = ", ".join(f"{k} {v:.2%}" for k, v in prof["subnormal_share"].items())
+        lines += [
+            "",
+            "Forward and backward are the matrix products plus bias, ReLU and their gradients; the "
+            "optimizer is Adam's twelve whole-array passes over the 235,146 parameters. "
+            f"Subnormal float32 values in Adam's state after two epochs: {sub}; an Adam step takes "
+            f"{prof['adam_us']:.0f} µs as is and {prof['adam_us_flushed']:.0f} µs with them flushed to zero, "
+            "so they are left alone.",
+            "",
+        ]
     if res["notes"]:
         lines += ["## notes", ""] + [f"- {n}" for n in res["notes"]] + [""]
     return "\n".join(lines)
@@ -325,6 +346,7 @@ def main() -> None:
     res["tiny"] = bench_tiny(3 if args.quick else 7, notes)
     res["startup"] = bench_startup(5 if args.quick else 15)
     res["memory"] = bench_memory()
+    res["profile"] = worker("profile", "128")
     res["notes"] = notes
     summary = summarize(res)
     res["summary"] = summary

@@ -180,6 +180,57 @@ def gemm_peak() -> dict:
     return {"gflops": 2 * n**3 / best / 1e9}
 
 
+def profile_trainkit(batch: int) -> dict:
+    """Where one trainkit epoch's time goes, part by part, and whether float32 Adam state
+    holds subnormal numbers that slow it down."""
+    import numpy as np
+
+    from trainkit import api
+    from trainkit.config import load_config_text
+    from trainkit.trainer import _Batches
+
+    exp = api.build(load_config_text(mlp_config(batch, 1), "bench.yaml"))
+    tr, a, net = exp.trainer, exp.arrays, exp.net
+    batches = _Batches(a["X_train"], a["T_train"], batch, True)
+    parts = dict.fromkeys(("gather", "forward", "loss", "metrics", "backward", "optimizer"), 0.0)
+    for _epoch in range(2):  # the second epoch is measured
+        parts = dict.fromkeys(parts, 0.0)
+        acc = tr._accumulator(a["T_train"])
+        it = batches.epoch(tr.rng)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                xb, tb = next(it)
+            except StopIteration:
+                break
+            t1 = time.perf_counter()
+            pred = net.forward(xb, training=True)
+            t2 = time.perf_counter()
+            value = tr.loss.forward(pred, tb)
+            t3 = time.perf_counter()
+            acc.add(pred, tb, value, len(xb))
+            t4 = time.perf_counter()
+            net.backward(tr.loss.backward())
+            t5 = time.perf_counter()
+            tr.opt.step(1e-3)
+            t6 = time.perf_counter()
+            for k, (s, e) in zip(parts, ((t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5), (t5, t6))):
+                parts[k] += e - s
+    tiny = np.finfo(np.float32).tiny
+    sub = {k: float(np.mean((v != 0) & (np.abs(v) < tiny))) for k, v in tr.opt.state.items()}
+
+    def adam_us():
+        t = time.perf_counter()
+        for _ in range(100):
+            tr.opt.step(1e-3)
+        return (time.perf_counter() - t) / 100 * 1e6
+
+    before = adam_us()
+    for v in tr.opt.state.values():
+        v[np.abs(v) < tiny] = 0
+    return {"parts_s": parts, "subnormal_share": sub, "adam_us": before, "adam_us_flushed": adam_us()}
+
+
 def memory_trainkit() -> dict:
     import trainkit
     from trainkit.config import load_config_text
@@ -206,6 +257,8 @@ def main(argv: list[str]) -> None:
         out = tiny_torch(steps) if lib == "torch" else tiny_trainkit(steps, lib == "trainkit-same-work")
     elif kind == "gemm":
         out = gemm_peak()
+    elif kind == "profile":
+        out = profile_trainkit(int(args[0]))
     elif kind == "memory":
         out = memory_trainkit()
     else:

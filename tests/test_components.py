@@ -241,3 +241,31 @@ def test_playground_gradients_and_minima(problem):
         np.testing.assert_allclose(pb.grad(x, y), num, rtol=1e-5, atol=1e-5)
     for m in pb.minima():
         assert np.linalg.norm(pb.grad(*m)) < 1e-4 and abs(pb.f(*m)) < 1e-9
+
+
+def test_per_step_schedule_sets_the_rate_before_every_step():
+    text = (
+        "data: {name: linear, n_samples: 50, val_fraction: 0}\nmodel: linear\noptimizer: {name: sgd, lr: 0.1}\n"
+        "schedule: {name: cosine, T_max: 20, interval: step}\ntrain: {epochs: 3, batch_size: 10}\n"
+    )
+    exp = api.build(load_config_text(text, "c"))
+    used = []
+    step = exp.trainer.opt.step
+
+    def record(lr):
+        used.append(lr)
+        step(lr)
+
+    exp.trainer.opt.step = record
+    exp.trainer.fit(exp.arrays["X_train"], exp.arrays["T_train"])
+    assert used == pytest.approx([0.05 * (1 + math.cos(math.pi * t / 20)) for t in range(15)], rel=1e-12)
+    assert [row["lr"] for row in exp.trainer.history] == [used[4], used[9], used[14]]
+
+
+def test_reduce_on_plateau_cannot_run_per_step():
+    from trainkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="interval must be epoch"):
+        load_config_text(
+            "data: linear\nmodel: linear\noptimizer: sgd\nschedule: {name: reduce_on_plateau, interval: step}\n", "c"
+        )

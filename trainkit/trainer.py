@@ -118,6 +118,8 @@ class Trainer:
         # A run stopped mid-epoch keeps where it was (steps done, running sums, the shuffle
         # generator's state at the epoch's start) so that a resume continues bit-exactly.
         self.partial: dict | None = None
+        self.per_step_lr = getattr(schedule.cfg, "interval", "epoch") == "step"
+        self.last_lr = schedule.lr(0)
         self._sst: dict[int, tuple] = {}  # id(T) -> (T, r2 denominator)
         self._reg_slices = None
         if reg_cfg.l1 or reg_cfg.l2:
@@ -209,7 +211,7 @@ class Trainer:
                     row["reg_loss"] = self.reg_loss()
                 if X_val is not None:
                     row.update(self.evaluate(X_val, T_val, "val"))
-                row["lr"] = lr
+                row["lr"] = self.last_lr
                 self.history.append(row)
                 self.epoch += 1
                 epoch_times.append(time.perf_counter() - t0)
@@ -271,7 +273,10 @@ class Trainer:
                 self._reg_grad()
             if self.cfg.clip_grad_norm is not None or self.cfg.clip_grad_value is not None:
                 self._clip()
+            if self.per_step_lr:
+                lr = self.schedule.lr(opt.t)  # opt.t: optimizer steps taken so far
             opt.step(lr)
+            self.last_lr = lr
             if self.stop_requested and step < batches.n_batches:
                 self.partial = {"step": step, "acc": acc.state_dict(), "shuffle_state": shuffle_state}
                 return "interrupted", f"stopped by {self.stop_requested} in epoch {epoch} after step {step}"

@@ -1,8 +1,10 @@
-"""Learning-rate schedules, stepped once per epoch as torch.optim.lr_scheduler's are.
+"""Learning-rate schedules, stepped once per epoch as torch.optim.lr_scheduler's are, or
+once per optimizer step with `interval: step` (then step_size, milestones, T_max and
+warmup_epochs count steps).
 
-`lr(epoch)` gives the rate in force during `epoch` (0-based) from the optimizer's base rate
-η₀; `observe(epoch, metrics)` lets a schedule react to the epoch's results (only
-`reduce_on_plateau` does). The rate actually used is recorded in the history as `lr`.
+`lr(i)` gives the rate in force during epoch (or step) `i` (0-based) from the optimizer's
+base rate η₀; `observe(epoch, metrics)` lets a schedule react to the epoch's results (only
+`reduce_on_plateau` does). The rate in force at the end of each epoch is in the history as `lr`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from trainkit.schema import Component
 
 
 class ScheduleConfig(Component):
-    pass
+    interval: Literal["epoch", "step"] = Field(
+        "epoch", description="epoch: set once per epoch; step: every optimizer step (sizes then count steps)"
+    )
 
 
 class ConstantConfig(ScheduleConfig):
@@ -91,6 +95,13 @@ class ReduceOnPlateauConfig(ScheduleConfig):
     threshold: float = Field(1e-4, ge=0, description="relative improvement that counts")
     cooldown: int = Field(0, ge=0)
     min_lr: float = Field(0.0, ge=0)
+
+    @field_validator("interval")
+    @classmethod
+    def _per_epoch(cls, v):
+        if v != "epoch":
+            raise ValueError("reduce_on_plateau reacts to each epoch's metrics: interval must be epoch")
+        return v
 
 
 class Schedule:
