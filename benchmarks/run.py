@@ -326,6 +326,30 @@ def markdown(res: dict, summary: list[dict]) -> str:
             "so they are left alone.",
             "",
         ]
+    history = []
+    for f in sorted(RESULTS.glob("20*.json")):
+        try:
+            past = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if past.get("summary") and not past.get("quick"):
+            history.append((past["date"], {r["benchmark"]: r["value"] for r in past["summary"]}))
+    if len(history) > 1:
+        names = [r["benchmark"] for r in summary]
+        lines += [
+            "## every full run kept in benchmarks/results/",
+            "",
+            "The machine is a shared VM: the same run varies by 10-20% from one hour to the next, "
+            "so the ratios close to their targets can land on either side.",
+            "",
+            "| run | " + " | ".join(names) + " |",
+            "| --- |" + " --- |" * len(names),
+        ]
+        for date, vals in history:
+            lines.append(
+                f"| {date} | " + " | ".join("–" if vals.get(n) is None else f"{vals[n]:.3f}" for n in names) + " |"
+            )
+        lines.append("")
     if res["notes"]:
         lines += ["## notes", ""] + [f"- {n}" for n in res["notes"]] + [""]
     return "\n".join(lines)
