@@ -192,7 +192,7 @@ def compare_optimizers(
 ) -> None:
     """Run the same problem under several optimizers, fairly, and show them side by side."""
     from trainkit import compare
-    from trainkit.errors import ConfigError, Issue, TrainkitError
+    from trainkit.errors import ConfigError, TrainkitError
     from trainkit.report import choose_mode, comparison_table, make_console
 
     try:
@@ -201,20 +201,13 @@ def compare_optimizers(
             try:
                 grid = "auto" if lr_grid.strip() == "auto" else [float(v) for v in lr_grid.split(",") if v.strip()]
             except ValueError:
-                raise ConfigError(
-                    [
-                        Issue(
-                            "--lr-grid",
-                            None,
-                            None,
-                            "",
-                            f"expected numbers separated by commas, got {lr_grid!r}",
-                            "e.g. --lr-grid 1e-3,1e-2,1e-1 or --lr-grid auto",
-                        )
-                    ]
+                raise ConfigError.one(
+                    "--lr-grid",
+                    f"expected numbers separated by commas, got {lr_grid!r}",
+                    "e.g. --lr-grid 1e-3,1e-2,1e-1 or --lr-grid auto",
                 ) from None
             if grid != "auto" and (not grid or min(grid) <= 0):
-                raise ConfigError([Issue("--lr-grid", None, None, "", "learning rates must be positive numbers")])
+                raise ConfigError.one("--lr-grid", "learning rates must be positive numbers")
         if plot is not None:
             from trainkit.plots import require_matplotlib
 

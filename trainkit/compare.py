@@ -49,17 +49,8 @@ def parse_spec(spec: str | dict, source: str) -> Contender:
         for pair in pairs:
             key, sep, value = pair.partition("=")
             if not sep or not key:
-                raise ConfigError(
-                    [
-                        Issue(
-                            source,
-                            None,
-                            None,
-                            "",
-                            f"optimizer options must be key=value, got {pair!r}",
-                            'e.g. -o "sgd momentum=0.9 lr=0.01"',
-                        )
-                    ]
+                raise ConfigError.one(
+                    source, f"optimizer options must be key=value, got {pair!r}", 'e.g. -o "sgd momentum=0.9 lr=0.01"'
                 )
             d[key], _ = parse_yaml(value, source)
     entry_names = registry.names("optimizers")
@@ -67,17 +58,11 @@ def parse_spec(spec: str | dict, source: str) -> Contender:
         import difflib
 
         close = difflib.get_close_matches(str(d.get("name")), entry_names, n=1)
-        raise ConfigError(
-            [
-                Issue(
-                    source,
-                    None,
-                    None,
-                    "name",
-                    f"unknown optimizer {d.get('name')!r}",
-                    f"did you mean {close[0]!r}?" if close else f"choose one of: {', '.join(entry_names)}",
-                )
-            ]
+        raise ConfigError.one(
+            source,
+            f"unknown optimizer {d.get('name')!r}",
+            f"did you mean {close[0]!r}?" if close else f"choose one of: {', '.join(entry_names)}",
+            key="name",
         )
     from pydantic import ValidationError
 
@@ -191,7 +176,7 @@ def contenders_for(loaded: LoadedConfig, specs: list[str] | None) -> list[Conten
         if labels.count(c.label) > 1:
             c.label = " ".join([c.spec["name"], *(f"{k}={v}" for k, v in c.spec.items() if k != "name")])
     if len({c.label for c in out}) < len(out):
-        raise ConfigError([Issue("compare", None, None, "optimizers", "the same optimizer is listed twice")])
+        raise ConfigError.one("compare", "the same optimizer is listed twice", key="optimizers")
     return out
 
 

@@ -241,24 +241,19 @@ def parse_yaml(text: str, source: str, smap: SourceMap | None = None, base: Path
         elif "\t" in problem or "\\t" in problem or "tab" in problem.lower():
             hint = "indent YAML with spaces, not tabs"
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        raise ConfigError([Issue(source, line, col, "", f"invalid YAML: {problem}", hint)]) from None
+        raise ConfigError.one(source, f"invalid YAML: {problem}", hint, line=line, column=col) from None
     except yaml.reader.ReaderError as e:  # a character YAML does not allow (control bytes, binary data)
         line = text.count("\n", 0, e.position) + 1
         col = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
-        raise ConfigError(
-            [
-                Issue(
-                    source,
-                    line,
-                    col,
-                    "",
-                    f"invalid YAML: character #x{e.character:04x} is not allowed",
-                    "is this a text file?",
-                )
-            ]
+        raise ConfigError.one(
+            source,
+            f"invalid YAML: character #x{e.character:04x} is not allowed",
+            "is this a text file?",
+            line=line,
+            column=col,
         ) from None
     except yaml.YAMLError as e:
-        raise ConfigError([Issue(source, None, None, "", f"invalid YAML: {e}")]) from None
+        raise ConfigError.one(source, f"invalid YAML: {e}") from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -276,17 +271,10 @@ def apply_override(raw: dict, text: str, smap: SourceMap) -> None:
     key, sep, value_text = text.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
-        raise ConfigError(
-            [
-                Issue(
-                    label,
-                    None,
-                    None,
-                    "",
-                    f"an override must be in the form key.path=value, got {text!r}",
-                    "e.g. --set optimizer.lr=0.01 or --set model.hidden=[64,32]",
-                )
-            ]
+        raise ConfigError.one(
+            label,
+            f"an override must be in the form key.path=value, got {text!r}",
+            "e.g. --set optimizer.lr=0.01 or --set model.hidden=[64,32]",
         )
     path: list[Any] = [int(p) if p.isdigit() else p for p in key.split(".")]
     value, _ = parse_yaml(value_text if value_text.strip() else "null", label)
@@ -313,17 +301,7 @@ def _has(node, part) -> bool:
 def _put(node, part, value, label):
     if isinstance(node, list):
         if not isinstance(part, int) or part > len(node):
-            raise ConfigError(
-                [
-                    Issue(
-                        label,
-                        None,
-                        None,
-                        str(part),
-                        f"index {part} is out of range for a list of {len(node)}",
-                    )
-                ]
-            )
+            raise ConfigError.one(label, f"index {part} is out of range for a list of {len(node)}", key=str(part))
         if part == len(node):
             node.append(value)
         else:
@@ -370,35 +348,17 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), k
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(
-            [
-                Issue(
-                    source,
-                    None,
-                    None,
-                    "",
-                    "config file not found",
-                    "check the path; example configs live in configs/",
-                )
-            ]
+        raise ConfigError.one(
+            source, "config file not found", "check the path; example configs live in configs/"
         ) from None
     except IsADirectoryError:
-        raise ConfigError(
-            [
-                Issue(
-                    source,
-                    None,
-                    None,
-                    "",
-                    "is a directory, not a config file",
-                    f"for a run directory, use {Path(source) / 'config.yaml'}",
-                )
-            ]
+        raise ConfigError.one(
+            source, "is a directory, not a config file", f"for a run directory, use {Path(source) / 'config.yaml'}"
         ) from None
     except UnicodeDecodeError as e:
-        raise ConfigError([Issue(source, None, None, "", f"not a UTF-8 text file (byte {e.start})")]) from None
+        raise ConfigError.one(source, f"not a UTF-8 text file (byte {e.start})") from None
     except OSError as e:
-        raise ConfigError([Issue(source, None, None, "", f"cannot read: {e.strerror}")]) from None
+        raise ConfigError.one(source, f"cannot read: {e.strerror}") from None
     return load_config_text(text, source, overrides, base_dir=p.resolve().parent, kind=kind)
 
 
@@ -407,44 +367,25 @@ def load_config_text(
 ) -> LoadedConfig:
     raw, smap = parse_yaml(text, source)
     if raw is None:
-        raise ConfigError(
-            [
-                Issue(
-                    source,
-                    None,
-                    None,
-                    "",
-                    "config is empty",
-                    "a config needs at least data, model and optimizer; see configs/linreg.yaml",
-                )
-            ]
+        raise ConfigError.one(
+            source, "config is empty", "a config needs at least data, model and optimizer; see configs/linreg.yaml"
         )
     if not isinstance(raw, dict):
-        raise ConfigError(
-            [
-                Issue(
-                    source,
-                    1,
-                    1,
-                    "",
-                    f"the top level must be a mapping of keys, got a {_type_name(raw)}",
-                )
-            ]
+        raise ConfigError.one(
+            source, f"the top level must be a mapping of keys, got a {_type_name(raw)}", line=1, column=1
         )
     for text_ in overrides:
         apply_override(raw, text_, smap)
     if "problem" in raw:
         if kind != "any":
-            raise ConfigError(
-                [
-                    Issue(
-                        source,
-                        *smap.locate(("problem",))[1:],
-                        "problem",
-                        "this is an optimizer-playground config (a test function, no data)",
-                        f"run it with: trainkit compare-optimizers {source}",
-                    )
-                ]
+            _, line, col = smap.locate(("problem",))
+            raise ConfigError.one(
+                source,
+                "this is an optimizer-playground config (a test function, no data)",
+                f"run it with: trainkit compare-optimizers {source}",
+                key="problem",
+                line=line,
+                column=col,
             )
         return validate(raw, smap, base_dir or Path.cwd(), playground_config_model())
     return validate(raw, smap, base_dir or Path.cwd())

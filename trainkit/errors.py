@@ -61,6 +61,19 @@ class ConfigError(TrainkitError):
         self.issues = list(issues)
         super().__init__(self.render())
 
+    @classmethod
+    def one(
+        cls,
+        source: str,
+        message: str,
+        hint: str | None = None,
+        key: str = "",
+        line: int | None = None,
+        column: int | None = None,
+    ) -> ConfigError:
+        """A single problem, e.g. with a whole file or a command-line option."""
+        return cls([Issue(source, line, column, key, message, hint)])
+
     def render(self) -> str:
         n = len(self.issues)
         head = f"{n} error{'s' if n != 1 else ''} in config:"

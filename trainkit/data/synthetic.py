@@ -67,6 +67,15 @@ class _ClassesConfig(DatasetConfig):
     noise: float = Field(0.1, ge=0, description="std of Gaussian noise added to the points")
 
 
+def _two_classes(class0, class1, noise: float, rng: np.random.Generator, source: str) -> Dataset:
+    """Points of two classes, Gaussian noise added, in shuffled order (as sklearn's generators)."""
+    X = np.vstack([class0, class1])
+    y = np.r_[np.zeros(len(class0), np.int64), np.ones(len(class1), np.int64)]
+    X += rng.normal(0, noise, X.shape)
+    perm = rng.permutation(len(X))
+    return Dataset(X[perm], y[perm], "binary", ["x0", "x1"], [0, 1], source)
+
+
 class MoonsConfig(_ClassesConfig):
     """Two interleaving half circles (binary), as sklearn's make_moons."""
 
@@ -76,13 +85,9 @@ class MoonsConfig(_ClassesConfig):
 @register("datasets", MoonsConfig)
 def moons(cfg: MoonsConfig, rng: np.random.Generator, **_) -> Dataset:
     n_out = cfg.n_samples // 2
-    n_in = cfg.n_samples - n_out
-    t_out, t_in = np.linspace(0, np.pi, n_out), np.linspace(0, np.pi, n_in)
-    X = np.vstack([np.c_[np.cos(t_out), np.sin(t_out)], np.c_[1 - np.cos(t_in), 1 - np.sin(t_in) - 0.5]])
-    y = np.r_[np.zeros(n_out, np.int64), np.ones(n_in, np.int64)]
-    X += rng.normal(0, cfg.noise, X.shape)
-    perm = rng.permutation(cfg.n_samples)
-    return Dataset(X[perm], y[perm], "binary", ["x0", "x1"], [0, 1], "moons")
+    t_out, t_in = np.linspace(0, np.pi, n_out), np.linspace(0, np.pi, cfg.n_samples - n_out)
+    outer, inner = np.c_[np.cos(t_out), np.sin(t_out)], np.c_[1 - np.cos(t_in), 1 - np.sin(t_in) - 0.5]
+    return _two_classes(outer, inner, cfg.noise, rng, "moons")
 
 
 class CirclesConfig(_ClassesConfig):
@@ -95,14 +100,10 @@ class CirclesConfig(_ClassesConfig):
 @register("datasets", CirclesConfig)
 def circles(cfg: CirclesConfig, rng: np.random.Generator, **_) -> Dataset:
     n_out = cfg.n_samples // 2
-    n_in = cfg.n_samples - n_out
     t_out = np.linspace(0, 2 * np.pi, n_out, endpoint=False)
-    t_in = np.linspace(0, 2 * np.pi, n_in, endpoint=False)
-    X = np.vstack([np.c_[np.cos(t_out), np.sin(t_out)], cfg.factor * np.c_[np.cos(t_in), np.sin(t_in)]])
-    y = np.r_[np.zeros(n_out, np.int64), np.ones(n_in, np.int64)]
-    X += rng.normal(0, cfg.noise, X.shape)
-    perm = rng.permutation(cfg.n_samples)
-    return Dataset(X[perm], y[perm], "binary", ["x0", "x1"], [0, 1], "circles")
+    t_in = np.linspace(0, 2 * np.pi, cfg.n_samples - n_out, endpoint=False)
+    outer, inner = np.c_[np.cos(t_out), np.sin(t_out)], cfg.factor * np.c_[np.cos(t_in), np.sin(t_in)]
+    return _two_classes(outer, inner, cfg.noise, rng, "circles")
 
 
 class SpiralsConfig(_ClassesConfig):
