@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -358,7 +359,18 @@ def list_(
         console.print(table)
 
 
+def _interrupted(signum, frame) -> None:
+    # Ctrl-C outside the training loop (loading, building, rendering): stop at once with the
+    # documented code instead of click's "Aborted!" and exit 1. Every file write is atomic,
+    # so nothing is left half-written. During training, api.train handles SIGINT itself.
+    print("\ninterrupted", file=sys.stderr)
+    os._exit(130)
+
+
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, _interrupted)
     app()
 
 
