@@ -1,26 +1,25 @@
-"""Config loading: YAML with line numbers, `--set` overrides, pydantic validation, errors.
+"""Config loading: the run schema, `--set` overrides, validation, cross-field rules.
 
-Every problem in a config is collected and reported together, each with `file:line:col`,
-the dotted key, what was expected, what was got, and a "did you mean" where one exists.
+YAML reading with positions lives in yamlsource.py, the wording of errors in
+config_errors.py. Every problem in a config is collected and reported together.
 """
 
 from __future__ import annotations
 
-import difflib
 import functools
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError, create_model
 
 from trainkit import registry
+from trainkit.config_errors import issue_from_error
 from trainkit.errors import ConfigError, Issue
 from trainkit.schema import Strict
+from trainkit.yamlsource import Path_, SourceMap, dotted, dump_yaml, parse_yaml, type_name
 
-Path_ = tuple  # a key path: ("optimizer", "lr") or ("model", "layers", 2, "p")
+__all__ = ["LoadedConfig", "load_config", "load_config_text", "parse_yaml", "dump_yaml", "SourceMap"]
 
 
 # --------------------------------------------------------------------------- sections
@@ -139,129 +138,6 @@ def playground_config_model() -> type[BaseModel]:
     )
 
 
-_EXAMPLES = {
-    "data": "data: {name: linear, n_samples: 100}",
-    "model": "model: {name: linear}",
-    "optimizer": "optimizer: {name: sgd, lr: 0.01}",
-}
-
-
-# --------------------------------------------------------------------------- YAML with marks
-
-
-class SourceMap:
-    """Where each key path came from: (source, line, column), 1-based."""
-
-    def __init__(self, source: str):
-        self.source = source
-        self._marks: dict[Path_, tuple[str, int | None, int | None]] = {(): (source, 1, 1)}
-
-    def set(self, path: Path_, source: str, line: int | None, col: int | None) -> None:
-        self._marks[tuple(path)] = (source, line, col)
-
-    def drop_under(self, path: Path_) -> None:
-        n = len(path)
-        for p in [p for p in self._marks if len(p) > n and p[:n] == tuple(path)]:
-            del self._marks[p]
-
-    def locate(self, path: Path_) -> tuple[str, int | None, int | None]:
-        path = tuple(path)
-        while path not in self._marks:
-            path = path[:-1]
-        return self._marks[path]
-
-
-_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader: no tags that build Python objects; nodes walked by hand to keep marks."""
-
-
-def _construct(loader: _Loader, node, path: Path_, smap: SourceMap, issues: list[Issue]):
-    src = smap.source
-    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
-        raise yaml.constructor.ConstructorError(
-            None,
-            None,
-            f"could not determine a constructor for the tag {node.tag!r}",
-            node.start_mark,
-        )
-    if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)
-        out: dict[Any, Any] = {}
-        for knode, vnode in node.value:
-            key = loader.construct_object(knode, deep=True)
-            line, col = knode.start_mark.line + 1, knode.start_mark.column + 1
-            if not isinstance(key, (str, int, float, bool)) or isinstance(key, bool):
-                issues.append(Issue(src, line, col, _dotted(path), f"keys must be strings, got {key!r}"))
-                continue
-            key = str(key)
-            if key in out:
-                first = smap.locate(path + (key,))
-                issues.append(
-                    Issue(
-                        src,
-                        line,
-                        col,
-                        _dotted(path + (key,)),
-                        f"duplicate key (first set on line {first[1]})",
-                        "remove one of the two; YAML would silently keep only the last",
-                    )
-                )
-                continue
-            smap.set(path + (key,), src, line, col)
-            out[key] = _construct(loader, vnode, path + (key,), smap, issues)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        items = []
-        for i, item in enumerate(node.value):
-            smap.set(path + (i,), src, item.start_mark.line + 1, item.start_mark.column + 1)
-            items.append(_construct(loader, item, path + (i,), smap, issues))
-        return items
-    return loader.construct_object(node, deep=True)
-
-
-def parse_yaml(text: str, source: str, smap: SourceMap | None = None, base: Path_ = ()) -> tuple[Any, SourceMap]:
-    """Parse YAML text keeping each key's line; raise ConfigError on syntax or unsafe tags."""
-    smap = smap or SourceMap(source)
-    issues: list[Issue] = []
-    loader = None
-    try:
-        loader = _Loader(text)
-        node = loader.get_single_node()
-        data = None if node is None else _construct(loader, node, base, smap, issues)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        problem = e.problem or str(e)
-        hint = None
-        if "could not determine a constructor" in problem:
-            problem = f"tag {e.problem.split('tag ')[-1]} is not allowed"
-            hint = "configs are plain data; tags that build Python objects are rejected for safety"
-        elif "\t" in problem or "\\t" in problem or "tab" in problem.lower():
-            hint = "indent YAML with spaces, not tabs"
-        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        raise ConfigError.one(source, f"invalid YAML: {problem}", hint, line=line, column=col) from None
-    except yaml.reader.ReaderError as e:  # a character YAML does not allow (control bytes, binary data)
-        line = text.count("\n", 0, e.position) + 1
-        col = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
-        raise ConfigError.one(
-            source,
-            f"invalid YAML: character #x{e.character:04x} is not allowed",
-            "is this a text file?",
-            line=line,
-            column=col,
-        ) from None
-    except yaml.YAMLError as e:
-        raise ConfigError.one(source, f"invalid YAML: {e}") from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-    if issues:
-        raise ConfigError(issues)
-    return data, smap
-
-
 # --------------------------------------------------------------------------- overrides
 
 
@@ -324,7 +200,7 @@ class LoadedConfig:
 
     def issue(self, path: Path_, message: str, hint: str | None = None) -> Issue:
         src, line, col = self.smap.locate(path)
-        return Issue(src, line, col, _dotted(path), message, hint)
+        return Issue(src, line, col, dotted(path), message, hint)
 
     def error(self, path: Path_, message: str, hint: str | None = None) -> ConfigError:
         return ConfigError([self.issue(path, message, hint)])
@@ -372,7 +248,7 @@ def load_config_text(
         )
     if not isinstance(raw, dict):
         raise ConfigError.one(
-            source, f"the top level must be a mapping of keys, got a {_type_name(raw)}", line=1, column=1
+            source, f"the top level must be a mapping of keys, got a {type_name(raw)}", line=1, column=1
         )
     for text_ in overrides:
         apply_override(raw, text_, smap)
@@ -396,7 +272,7 @@ def validate(raw: dict, smap: SourceMap, base_dir: Path, model: type[BaseModel] 
     try:
         cfg = model.model_validate(raw)
     except ValidationError as e:
-        issues = [_issue_from_error(err, raw, smap, model) for err in e.errors()]
+        issues = [issue_from_error(err, raw, smap, model) for err in e.errors()]
         issues.sort(key=lambda i: (i.source != smap.source, i.line or 0, i.column or 0))
         raise ConfigError(issues) from None
     loaded = LoadedConfig(cfg, smap.source, base_dir, smap)
@@ -431,163 +307,3 @@ def cross_field_issues(loaded: LoadedConfig) -> list[Issue]:
             )
         )
     return issues
-
-
-# --------------------------------------------------------------------------- messages
-
-
-def _issue_from_error(err: dict, raw: dict, smap: SourceMap, root: type[BaseModel]) -> Issue:
-    path = _strip_tags(err["loc"], raw)
-    typ, got = err["type"], err.get("input")
-    hint = None
-    if typ == "extra_forbidden":
-        known = _known_keys(path[:-1], raw, root)
-        message = f"unknown key {path[-1]!r}"
-        hint = _did_you_mean(str(path[-1]), known, "valid keys")
-    elif typ == "missing":
-        message = "missing required key"
-        if len(path) == 1 and path[0] in _EXAMPLES:
-            hint = f"add e.g. `{_EXAMPLES[path[0]]}`"
-    elif typ == "union_tag_invalid":
-        tags = _quoted(err["ctx"]["expected_tags"])
-        kind = _kind_of(path)
-        message = f"unknown {kind} {err['ctx']['tag']!r}"
-        hint = _did_you_mean(str(err["ctx"]["tag"]), tags, "choose one of")
-        path = path + ("name",)
-    elif typ == "union_tag_not_found":
-        kind = _kind_of(path) + "s"
-        tags = registry.names(kind) if kind in registry.KINDS else []
-        message = "missing key 'name'"
-        hint = "choose one of: " + ", ".join(tags) if tags else None
-    elif typ == "literal_error":
-        expected = _quoted(err["ctx"]["expected"])
-        message = f"{err['msg']}, got {got!r}"
-        hint = _did_you_mean(str(got), expected, None) if isinstance(got, str) else None
-    elif typ in ("model_type", "model_attributes_type", "dict_type"):
-        message = f"expected a mapping of keys, got {_type_name(got)} {got!r}"
-    else:
-        message = err["msg"][0].lower() + err["msg"][1:]
-        if typ.startswith("value_error"):
-            message = message.removeprefix("value error, ")
-        if got is not None and not isinstance(got, (dict, list)) and typ != "value_error":
-            message += f", got {got!r}"
-    src, line, col = smap.locate(path)
-    return Issue(src, line, col, _dotted(path), message, hint)
-
-
-def _strip_tags(loc: tuple, raw: Any) -> Path_:
-    """Drop the union tags pydantic puts in locations (optimizer.adam.lr -> optimizer.lr)."""
-    out: list[Any] = []
-    node = raw
-    for seg in loc:
-        if isinstance(node, str) and not out[-1:] == [seg]:
-            node = {"name": node}
-        if isinstance(node, dict) and seg not in node and node.get("name") == seg:
-            continue
-        if seg in ("function-before[_name_shorthand(), tagged-union]",):
-            continue
-        out.append(seg)
-        if isinstance(node, dict):
-            node = node.get(seg)
-        elif isinstance(node, list) and isinstance(seg, int) and seg < len(node):
-            node = node[seg]
-        else:
-            node = None
-    return tuple(out)
-
-
-def _models_in(ann) -> list[type[BaseModel]]:
-    if isinstance(ann, type) and issubclass(ann, BaseModel):
-        return [ann]
-    found: list[type[BaseModel]] = []
-    for arg in typing.get_args(ann):
-        found += _models_in(arg)
-    return found
-
-
-def _known_keys(path: Path_, raw: Any, root: type[BaseModel]) -> list[str]:
-    """Keys of the schema at `path`, choosing union members by the raw `name`."""
-    models = [root]
-    node = raw
-    for seg in path:
-        node = (
-            node.get(seg)
-            if isinstance(node, dict)
-            else (node[seg] if isinstance(node, list) and isinstance(seg, int) and seg < len(node) else None)
-        )
-        if isinstance(seg, int):
-            continue
-        nxt: list[type[BaseModel]] = []
-        for m in models:
-            if seg in m.model_fields:
-                nxt += _models_in(m.model_fields[seg].annotation)
-        if isinstance(node, str):
-            node = {"name": node}
-        if len(nxt) > 1 and isinstance(node, dict):
-            named = [m for m in nxt if "name" in m.model_fields and m.model_fields["name"].default == node.get("name")]
-            nxt = named or nxt
-        models = nxt
-    keys: list[str] = []
-    for m in models:
-        keys += [f.alias or k for k, f in m.model_fields.items() if (f.alias or k) not in keys]
-    return keys
-
-
-def _did_you_mean(got: str, choices: list[str], label: str | None) -> str | None:
-    close = difflib.get_close_matches(got, choices, n=1, cutoff=0.5)
-    if not close:
-        low = {c.lower(): c for c in choices}
-        close = [low[got.lower()]] if got.lower() in low else []
-    if not close:
-        # "learning_rate" -> "lr": match on initials of underscore-separated words
-        initials = "".join(w[0] for w in got.split("_") if w)
-        close = [c for c in choices if c == initials]
-    if close:
-        return f"did you mean {close[0]!r}?"
-    return f"{label}: {', '.join(choices)}" if label and choices else None
-
-
-def _quoted(s: str) -> list[str]:
-    import re
-
-    return re.findall(r"'([^']*)'", s)
-
-
-def _kind_of(path: Path_) -> str:
-    names = {
-        "data": "dataset",
-        "model": "model",
-        "loss": "loss",
-        "optimizer": "optimizer",
-        "schedule": "schedule",
-        "layers": "layer",
-        "problem": "problem",
-        "augment": "augmentation",
-    }
-    for seg in reversed(path):
-        if seg in names:
-            return names[seg]
-    return "name"
-
-
-def _type_name(v) -> str:
-    return {
-        dict: "mapping",
-        list: "list",
-        str: "string",
-        int: "integer",
-        float: "number",
-        bool: "boolean",
-        type(None): "null",
-    }.get(type(v), type(v).__name__)
-
-
-def _dotted(path: Path_) -> str:
-    out = ""
-    for seg in path:
-        out += f"[{seg}]" if isinstance(seg, int) else (f".{seg}" if out else str(seg))
-    return out
-
-
-def dump_yaml(data: dict) -> str:
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, allow_unicode=True)
