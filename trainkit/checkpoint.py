@@ -58,7 +58,7 @@ def checkpoint_bytes(exp, extra_meta: dict | None = None) -> bytes:
     return buf.getvalue()
 
 
-def params_bytes(exp, epoch: int) -> bytes:
+def params_bytes(exp) -> bytes:
     """Parameters alone (best.npz): loadable with `model.init: {from: best.npz}`."""
     buf = io.BytesIO()
     np.savez(buf, **{k: to_numpy(v) for k, v in exp.net.params.items()})

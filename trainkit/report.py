@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from typing import IO
 
 import numpy as np
@@ -176,11 +175,6 @@ def render_result(result, console: Console) -> None:
     if result.metrics:
         console.print(metrics_table(result.metrics))
     console.print(params_table(result.params))
-
-
-def stderr_console() -> Console:
-    plain = choose_mode("auto", sys.stderr) == "plain"
-    return make_console(sys.stderr, plain)
 
 
 SPARKS = "▁▂▃▄▅▆▇█"

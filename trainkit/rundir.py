@@ -131,7 +131,7 @@ class RunDir:
         self._write_row(row)
         if "val_loss" in row and (self._best is None or row["val_loss"] < self._best):
             self._best = row["val_loss"]
-            atomic_write(self.path / "best.npz", checkpoint.params_bytes(exp, row["epoch"]))
+            atomic_write(self.path / "best.npz", checkpoint.params_bytes(exp))
         if self.checkpoint_every and row["epoch"] % self.checkpoint_every == 0:
             self.save_checkpoint(exp)
 

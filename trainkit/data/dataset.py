@@ -11,8 +11,6 @@ from pydantic import BeforeValidator, Field, model_validator
 from trainkit.data.augment import FeatureDropoutConfig, GaussianNoiseConfig, MixupConfig
 from trainkit.schema import Component
 
-TASKS = ("regression", "binary", "multiclass")
-
 Augmentation = Annotated[
     Union[GaussianNoiseConfig, FeatureDropoutConfig, MixupConfig],
     Field(discriminator="name"),

@@ -27,6 +27,9 @@ class Layer:
 
     activation = False  # usable as an `activation:` in mlp
 
+    def __init__(self, cfg=None):
+        """Layers without options ignore their (validated) config block."""
+
     def build(self, in_features: int) -> int:
         """Fix the input size; return the output size."""
         return in_features
@@ -132,9 +135,6 @@ def sigmoid(x):
 class Sigmoid(Layer):
     """y = σ(x).  Backward: dx = dy · y (1 − y)."""
 
-    def __init__(self, cfg=None):
-        pass
-
     def forward(self, x, training):
         self.y = sigmoid(x)
         return self.y
@@ -154,9 +154,6 @@ class TanhConfig(Component):
 class Tanh(Layer):
     """y = tanh(x).  Backward: dx = dy · (1 − y²)."""
 
-    def __init__(self, cfg=None):
-        pass
-
     def forward(self, x, training):
         self.y = xp.tanh(x)
         return self.y
@@ -175,9 +172,6 @@ class ReLUConfig(Component):
 @_activation
 class ReLU(Layer):
     """y = max(x, 0).  Backward: dx = dy · [x > 0] (0 at x = 0, as torch)."""
-
-    def __init__(self, cfg=None):
-        pass
 
     def forward(self, x, training):
         out = self._buffer("y", x.shape, x.dtype) if training else None
@@ -289,9 +283,6 @@ class IdentityConfig(Component):
 class Identity(Layer):
     """y = x.  Backward: dx = dy."""
 
-    def __init__(self, cfg=None):
-        pass
-
     def forward(self, x, training):
         return x
 
@@ -314,9 +305,6 @@ def softmax(z):
 @_activation
 class Softmax(Layer):
     """yᵢ = e^xᵢ / Σⱼ e^xⱼ.  Backward (Jacobian-vector product): dx = y ⊙ (dy − Σⱼ dyⱼ yⱼ)."""
-
-    def __init__(self, cfg=None):
-        pass
 
     def forward(self, x, training):
         self.y = softmax(x)
