@@ -187,7 +187,7 @@ def profile_trainkit(batch: int) -> dict:
 
     from trainkit import api
     from trainkit.config import load_config_text
-    from trainkit.trainer import _Batches
+    from trainkit.runs.trainer import _Batches
 
     exp = api.build(load_config_text(mlp_config(batch, 1), "bench.yaml"))
     tr, a, net = exp.trainer, exp.arrays, exp.net

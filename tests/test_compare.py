@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from conftest import CONFIGS
 
-from trainkit import api, compare
+from trainkit import api
+from trainkit.compare import runner as compare
 from trainkit.config import load_config
-from trainkit.trainer import _Batches
+from trainkit.runs.trainer import _Batches
 
 
 def test_default_set_is_gd_sgd_momentum_adam():

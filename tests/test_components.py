@@ -9,11 +9,11 @@ import pytest
 
 import trainkit
 from trainkit import api, registry
+from trainkit.compare.playground import PROBLEMS
 from trainkit.config import load_config_text
+from trainkit.config.base import InitScheme
 from trainkit.nn.init import init_linear
 from trainkit.optim.schedules import build_schedule
-from trainkit.playground import PROBLEMS
-from trainkit.schema import InitScheme
 
 # ------------------------------------------------------------------ initialisation
 

@@ -23,9 +23,9 @@ from conftest import CONFIGS, ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trainkit import checkpoint
 from trainkit.config import load_config_text
 from trainkit.errors import ConfigError, DataError
+from trainkit.runs import checkpoint
 
 settings.register_profile("default", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("long", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -195,7 +195,7 @@ def test_run_files_stay_inside_the_run_dir(tmp_path, cli):
 
 
 def test_compare_labels_cannot_escape_the_output_dir(tmp_path):
-    from trainkit import compare
+    from trainkit.compare import runner as compare
 
     spec = {"name": "sgd", "lr": 0.1, "label": "../../escape"}
     loaded = load_config_text((CONFIGS / "linreg.yaml").read_text(), str(CONFIGS / "linreg.yaml"))

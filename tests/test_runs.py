@@ -16,9 +16,10 @@ import pytest
 from conftest import CONFIGS, ROOT
 
 import trainkit
-from trainkit import api, checkpoint
+from trainkit import api
 from trainkit.config import load_config
-from trainkit.rundir import RunDir, RunDirError, atomic_write
+from trainkit.runs import checkpoint
+from trainkit.runs.rundir import RunDir, RunDirError, atomic_write
 
 # Shuffling, dropout, two augmentations, a plateau schedule and early stopping: every piece
 # of state a resume has to restore.

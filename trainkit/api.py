@@ -25,7 +25,7 @@ from trainkit.losses import default_loss_name
 from trainkit.nn.models import declared_out_features
 from trainkit.optim.schedules import build_schedule
 from trainkit.rng import stream
-from trainkit.trainer import RunResult, Trainer
+from trainkit.runs.trainer import RunResult, Trainer
 
 __all__ = ["load_config", "build", "train", "Experiment"]
 
@@ -222,7 +222,7 @@ def train(
     """Train from a config (a path or a LoadedConfig) and return the RunResult.
 
     `on_start(experiment)` runs once everything is built; `on_epoch(row)` after each epoch.
-    `run_dir` (a trainkit.rundir.RunDir) receives the files of the run."""
+    `run_dir` (a trainkit.runs.rundir.RunDir) receives the files of the run."""
     t0 = time.perf_counter()
     loaded = config if isinstance(config, LoadedConfig) else load_config(config, overrides)
     exp = build(loaded)

@@ -81,7 +81,7 @@ def _run_dir_for(config: Path, loaded, output_dir: Optional[Path], resume: bool)
     if resume and (config.parent / "checkpoint.npz").exists():
         return config.parent
     if resume and not loaded.config.output.dir:
-        from trainkit.rundir import RunDirError
+        from trainkit.runs.rundir import RunDirError
 
         raise RunDirError(
             f"{config}: --resume needs a run directory\n    help: pass --output-dir, or resume RUN_DIR/config.yaml"
@@ -93,7 +93,7 @@ def _train(config: Path, overrides, seed, output_dir, overwrite, resume, as_json
     from trainkit import api
     from trainkit.config import dump_yaml
     from trainkit.errors import EXIT_DIVERGED, EXIT_SIGINT, EXIT_SIGTERM, TrainkitError
-    from trainkit.report import Progress, choose_mode, make_console, render_result
+    from trainkit.report.terminal import Progress, choose_mode, make_console, render_result
 
     try:
         loaded = _load(config, overrides or [], seed, output_dir)
@@ -108,7 +108,7 @@ def _train(config: Path, overrides, seed, output_dir, overwrite, resume, as_json
         run_dir = None
         where = _run_dir_for(config, loaded, output_dir, resume)
         if where:
-            from trainkit.rundir import RunDir
+            from trainkit.runs.rundir import RunDir
 
             every = cfg.train.checkpoint_every or max(1, math.ceil(cfg.train.epochs / 20))
             run_dir = RunDir(where, overwrite=overwrite or cfg.output.overwrite, resume=resume, checkpoint_every=every)
@@ -192,9 +192,9 @@ def compare_optimizers(
     as_json: bool = JsonOpt,
 ) -> None:
     """Run the same problem under several optimizers, fairly, and show them side by side."""
-    from trainkit import compare
+    from trainkit.compare import runner as compare
     from trainkit.errors import ConfigError, TrainkitError
-    from trainkit.report import choose_mode, comparison_table, make_console
+    from trainkit.report.terminal import choose_mode, comparison_table, make_console
 
     try:
         grid = None
@@ -210,12 +210,12 @@ def compare_optimizers(
             if grid != "auto" and (not grid or min(grid) <= 0):
                 raise ConfigError.one("--lr-grid", "learning rates must be positive numbers")
         if plot is not None:
-            from trainkit.plots import require_matplotlib
+            from trainkit.report.plots import require_matplotlib
 
             require_matplotlib()
         comp = compare.compare(config, optimizer, seeds, grid, target_loss, jobs, output_dir, set_ or [])
         if plot is not None:
-            from trainkit.plots import plot_comparison
+            from trainkit.report.plots import plot_comparison
 
             plot_comparison(comp, plot)
     except TrainkitError as err:
@@ -276,9 +276,9 @@ def evaluate(
     as_json: bool = JsonOpt,
 ) -> None:
     """Metrics of a trained run on its test split (or a given file)."""
-    from trainkit import inference
     from trainkit.errors import TrainkitError
-    from trainkit.report import choose_mode, make_console, metrics_table
+    from trainkit.report.terminal import choose_mode, make_console, metrics_table
+    from trainkit.runs import inference
 
     try:
         out = inference.evaluate(run_dir, str(data) if data else None)
@@ -299,8 +299,8 @@ def predict(
     output: Optional[Path] = typer.Option(None, "--output", help="Write predictions to this CSV (default: stdout)."),
 ) -> None:
     """Predict with a trained run: labels (and class probabilities) or values, as CSV."""
-    from trainkit import inference
     from trainkit.errors import TrainkitError
+    from trainkit.runs import inference
 
     try:
         header, rows = inference.predict(run_dir, str(data))
@@ -310,7 +310,7 @@ def predict(
     if output is None:
         sys.stdout.write(text)
     else:
-        from trainkit.rundir import atomic_write
+        from trainkit.runs.rundir import atomic_write
 
         atomic_write(output, text.encode())
         print(f"wrote {len(rows)} predictions to {output}", file=sys.stderr)
@@ -338,7 +338,7 @@ def list_(
         kinds = (k,)
     from rich.table import Table
 
-    from trainkit.report import choose_mode, make_console
+    from trainkit.report.terminal import choose_mode, make_console
 
     console = make_console(sys.stdout, plain=choose_mode("auto", sys.stdout) == "plain")
     for k in kinds:

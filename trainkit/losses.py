@@ -12,9 +12,9 @@ from typing import Literal
 from pydantic import Field
 
 from trainkit.backend import xp
+from trainkit.config.base import Component
 from trainkit.nn.layers import sigmoid
 from trainkit.registry import register
-from trainkit.schema import Component
 
 
 class LossConfig(Component):

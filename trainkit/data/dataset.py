@@ -8,8 +8,8 @@ from typing import Annotated, Literal, Optional, Union
 import numpy as np
 from pydantic import BeforeValidator, Field, model_validator
 
+from trainkit.config.base import Component
 from trainkit.data.augment import FeatureDropoutConfig, GaussianNoiseConfig, MixupConfig
-from trainkit.schema import Component
 
 Augmentation = Annotated[
     Union[GaussianNoiseConfig, FeatureDropoutConfig, MixupConfig],

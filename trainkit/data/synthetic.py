@@ -7,9 +7,9 @@ from typing import Literal, Optional
 import numpy as np
 from pydantic import Field, model_validator
 
+from trainkit.config.base import Strict
 from trainkit.data.dataset import Dataset, DatasetConfig
 from trainkit.registry import register
-from trainkit.schema import Strict
 
 
 class NoiseConfig(Strict):

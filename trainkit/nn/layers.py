@@ -18,8 +18,8 @@ from typing import Literal, Optional
 from pydantic import Field
 
 from trainkit.backend import xp
+from trainkit.config.base import Component
 from trainkit.registry import register
-from trainkit.schema import Component
 
 
 class Layer:

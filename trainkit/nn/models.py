@@ -11,10 +11,10 @@ from typing import Annotated, Literal, Optional, Union
 from pydantic import BeforeValidator, Field, field_validator
 
 from trainkit import registry
+from trainkit.config.base import Component, InitConfig, InitScheme, init_shorthand
 from trainkit.nn.layers import Dropout, DropoutConfig, Linear, LinearConfig
 from trainkit.nn.network import Network
 from trainkit.registry import register
-from trainkit.schema import Component, InitConfig, InitScheme, init_shorthand
 
 Init = Annotated[InitConfig, BeforeValidator(init_shorthand)]
 ACTIVATIONS = [e.name for e in registry.entries("layers") if getattr(e.build, "activation", False)]

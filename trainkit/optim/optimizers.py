@@ -17,8 +17,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from trainkit.backend import xp
+from trainkit.config.base import Component
 from trainkit.registry import register
-from trainkit.schema import Component
 
 # --------------------------------------------------------------------------- schemas
 

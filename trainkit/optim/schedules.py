@@ -14,8 +14,8 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BeforeValidator, Field, field_validator
 
+from trainkit.config.base import Component
 from trainkit.registry import register
-from trainkit.schema import Component
 
 
 class ScheduleConfig(Component):

@@ -16,7 +16,7 @@ from typing import Annotated, ClassVar, Literal, Union
 import numpy as np
 from pydantic import BeforeValidator, Field
 
-from trainkit.schema import Component
+from trainkit.config.base import Component
 
 
 class _Problem(Component):

@@ -1,7 +1,7 @@
 """Config loading: the run schema, `--set` overrides, validation, cross-field rules.
 
 YAML reading with positions lives in yamlsource.py, the wording of errors in
-config_errors.py. Every problem in a config is collected and reported together.
+errors.py. Every problem in a config is collected and reported together.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError, create_model
 
 from trainkit import registry
-from trainkit.config_errors import issue_from_error
+from trainkit.config.base import Strict
+from trainkit.config.errors import issue_from_error
+from trainkit.config.yamlsource import Path_, SourceMap, dotted, dump_yaml, parse_yaml, type_name
 from trainkit.errors import ConfigError, Issue
-from trainkit.schema import Strict
-from trainkit.yamlsource import Path_, SourceMap, dotted, dump_yaml, parse_yaml, type_name
 
 __all__ = ["LoadedConfig", "load_config", "load_config_text", "parse_yaml", "dump_yaml", "SourceMap"]
 
@@ -124,7 +124,7 @@ def run_config_model() -> type[BaseModel]:
 @functools.cache
 def playground_config_model() -> type[BaseModel]:
     """The schema of an optimizer-playground config (a 2-D test function, no data)."""
-    from trainkit.playground import Problem
+    from trainkit.compare.playground import Problem
 
     return create_model(
         "PlaygroundConfig",

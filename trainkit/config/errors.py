@@ -11,8 +11,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from trainkit import registry
+from trainkit.config.yamlsource import Path_, SourceMap, dotted, type_name
 from trainkit.errors import Issue
-from trainkit.yamlsource import Path_, SourceMap, dotted, type_name
 
 _EXAMPLES = {
     "data": "data: {name: linear, n_samples: 100}",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainkit import checkpoint
+from trainkit.runs import checkpoint
 from trainkit.backend import dtype_of, to_numpy
 from trainkit.config import load_config
 from trainkit.data.pipeline import DataState, arrays_for, load_file

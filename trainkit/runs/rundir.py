@@ -16,7 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from trainkit import checkpoint
+from trainkit.runs import checkpoint
 from trainkit.config import dump_yaml
 from trainkit.errors import TrainkitError
 

@@ -113,7 +113,7 @@ class Comparison:
 
 def _train_job(config: str, overrides: tuple[str, ...], run_dir: str | None) -> dict:
     from trainkit import api
-    from trainkit.rundir import RunDir
+    from trainkit.runs.rundir import RunDir
 
     loaded = load_config(config, overrides)
     rd = RunDir(run_dir) if run_dir else None
@@ -128,13 +128,13 @@ def _train_job(config: str, overrides: tuple[str, ...], run_dir: str | None) -> 
 
 
 def _playground_job(config: str, overrides: tuple[str, ...], run_dir: str | None) -> dict:
-    from trainkit.playground import run_problem
+    from trainkit.compare.playground import run_problem
 
     cfg = load_config(config, overrides, kind="any").config
     entry = registry.get("optimizers", cfg.optimizer.name)
     result = run_problem(cfg.problem, entry, cfg.optimizer, cfg.steps, cfg.tolerance)
     if run_dir:
-        from trainkit.rundir import atomic_write
+        from trainkit.runs.rundir import atomic_write
 
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         atomic_write(Path(run_dir) / "summary.json", json.dumps(result, indent=2).encode())
@@ -379,8 +379,8 @@ def _metric_order(k: str) -> tuple:
 
 
 def write_outputs(comp: Comparison, out: Path) -> None:
-    from trainkit.inference import to_csv
-    from trainkit.rundir import atomic_write
+    from trainkit.runs.inference import to_csv
+    from trainkit.runs.rundir import atomic_write
 
     cols = [k for k in comp.summary[0] if k not in ("curve", "val_curve", "final_point")]
     rows = [[r.get(k) for k in cols] for r in comp.summary]

@@ -1,0 +1,1 @@
+"""compare-optimizers (runner) and the 2-D optimizer playground."""

@@ -1,0 +1,1 @@
+"""Rendering results: terminal tables and progress (terminal), PNG plots (plots)."""
