@@ -26,8 +26,20 @@ def expectation(case: Path) -> tuple[list[str], str]:
     return args, expect
 
 
-def test_corpus_is_large_enough():
-    assert len(CASES) >= 40
+def test_every_corpus_file_is_used():
+    """A case saved as .yml, a sidecar without its case or a data file no case names would be
+    skipped without a word: every file here is a case, a case's sidecar, or data a case uses."""
+    cases = {p.name for p in CASES}
+    texts = [p.read_text(encoding="utf-8", errors="replace") for p in CORPUS.iterdir() if p.is_file()]
+    for p in CORPUS.iterdir():
+        if p.is_dir():
+            assert p.name == "data", f"{p}: cases live in {CORPUS.name}/ itself, data in data/"
+            unused = [d.name for d in p.iterdir() if not any(f"data/{d.name}" in t for t in texts)]
+            assert not unused, f"data files no case uses: {unused}"
+        elif p.name.endswith(".expect"):
+            assert p.name.removesuffix(".expect") in cases, f"{p.name} has no case"
+        else:
+            assert p.name in cases or p.name == "README.md", f"{p.name} is not a case (cases end in .yaml)"
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)

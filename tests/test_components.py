@@ -209,11 +209,29 @@ def test_sequential_needs_hidden_sizes():
         )
 
 
-@pytest.mark.parametrize("name", ["linear", "logistic", "softmax", "mlp"])
-def test_models_report_their_parameters(name):
-    data = {"linear": "linear", "logistic": "moons", "softmax": "blobs", "mlp": "moons"}[name]
-    exp = api.build(load_config_text(f"data: {data}\nmodel: {name}\noptimizer: sgd\n", "c"))
-    assert exp.net.n_params == sum(v.size for v in exp.net.params.values()) > 0
+@pytest.mark.parametrize(
+    "name,data,shapes",
+    [
+        ("linear", "linear", {"weight": (1, 1), "bias": (1,)}),
+        ("logistic", "moons", {"weight": (1, 2), "bias": (1,)}),
+        ("softmax", "blobs", {"weight": (3, 2), "bias": (3,)}),
+        (
+            "mlp",
+            "moons",
+            {"layers.0.weight": (64, 2), "layers.0.bias": (64,), "layers.2.weight": (1, 64), "layers.2.bias": (1,)},
+        ),
+    ],
+)
+def test_models_report_their_parameters(name, data, shapes):
+    """torch's state_dict names and shapes, and every tensor a view of its own stretch of the flat
+    buffers (the optimizers update `flat` in place; a copy would never train)."""
+    net = api.build(load_config_text(f"data: {data}\nmodel: {name}\noptimizer: sgd\n", "c")).net
+    assert {k: v.shape for k, v in net.params.items()} == shapes
+    assert net.n_params == sum(math.prod(s) for s in shapes.values())
+    net.flat[...] = np.arange(net.flat.size)
+    net.grad[...] = -np.arange(net.grad.size)
+    np.testing.assert_array_equal(np.concatenate([v.ravel() for v in net.params.values()]), net.flat)
+    np.testing.assert_array_equal(np.concatenate([v.ravel() for v in net.grads.values()]), net.grad)
 
 
 @pytest.mark.parametrize("task", ["circles", "spirals", "xor", "blobs"])
