@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= configs/linreg.yaml
 
-.PHONY: run test bench lint fmt clean
+.PHONY: run test test-all bench lint fmt clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
 	@touch $@
 
+# The oracle extras: torch (CPU build, pinned) for the torch-equivalence tests, matplotlib for plots.
+$(VENV)/.installed-all: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test,oracle,plot]'
+	@touch $@
+
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test,bench,plot]'
 	@touch $@
@@ -25,11 +30,21 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/trainkit train $(CONFIG)
 
-# Lint, then the suite with coverage (kept at 90% or more of trainkit/).
+PYTEST := $(BIN)/python -m pytest --cov=trainkit --cov-report=term:skip-covered --cov-fail-under=90
+
+# Lint, then the suite with coverage (kept at 90% or more of trainkit/). Tests that need an
+# oracle extra (torch) are skipped when it is missing.
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check trainkit tests benchmarks
 	$(BIN)/ruff format --check trainkit tests benchmarks
-	$(BIN)/python -m pytest --cov=trainkit --cov-report=term:skip-covered --cov-fail-under=90
+	$(PYTEST)
+
+# What CI runs: the same, with the oracle extras installed; a test that needs one fails
+# instead of skipping (TRAINKIT_TEST_ALL=1, see tests/conftest.py).
+test-all: $(VENV)/.installed-all
+	$(BIN)/ruff check trainkit tests benchmarks
+	$(BIN)/ruff format --check trainkit tests benchmarks
+	TRAINKIT_TEST_ALL=1 $(PYTEST)
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run

@@ -189,7 +189,7 @@ def test_no_pickle_eval_or_exec_on_any_load_path():
 
 def test_run_files_stay_inside_the_run_dir(tmp_path, cli):
     run = tmp_path / "run"
-    assert cli("train", CONFIGS / "linreg.yaml", "-o", run, "--set", "train.epochs=3").code == 0
+    assert cli("train", CONFIGS / "linreg.yaml", "-d", run, "--set", "train.epochs=3").code == 0
     outside = {p for p in tmp_path.rglob("*") if run not in p.parents and p != run}
     assert outside == set()
 
@@ -217,7 +217,7 @@ train: {epochs: 100000, batch_size: 16, checkpoint_every: 1}
 
 def start_training(cfg: Path, run: Path, *extra) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "trainkit", "train", str(cfg), "-o", str(run), "--progress", "none", *extra],
+        [sys.executable, "-m", "trainkit", "train", str(cfg), "-d", str(run), "--progress", "none", *extra],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -242,7 +242,7 @@ def test_second_process_is_refused_and_the_first_unharmed(tmp_path):
     try:
         wait_for_rows(tmp_path / "run", 1)
         second = subprocess.run(
-            [sys.executable, "-m", "trainkit", "train", str(cfg), "-o", str(tmp_path / "run"), "--overwrite"],
+            [sys.executable, "-m", "trainkit", "train", str(cfg), "-d", str(tmp_path / "run"), "--overwrite"],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -290,7 +290,7 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path, cli):
     r = cli(
         "train",
         CONFIGS / "linreg.yaml",
-        "-o",
+        "-d",
         run,
         "--set",
         "optimizer.lr=5",

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from conftest import CONFIGS, ROOT
 
-import trainkit
 from trainkit import api
 from trainkit.config import load_config
 from trainkit.runs import checkpoint
@@ -111,15 +110,15 @@ def test_resume_is_bit_exact(tmp_path, stateful, stop):
 
 
 def test_rerunning_the_saved_config_reproduces_the_run(tmp_path, cli):
-    r = cli("train", CONFIGS / "iris.yaml", "-o", tmp_path / "iris", "--json")
+    r = cli("train", CONFIGS / "iris.yaml", "-d", tmp_path / "iris", "--json")
     assert r.code == 0
-    again = cli("train", tmp_path / "iris" / "config.yaml", "-o", tmp_path / "again", "--json")
+    again = cli("train", tmp_path / "iris" / "config.yaml", "-d", tmp_path / "again", "--json")
     assert again.code == 0
     assert again.json["params"] == r.json["params"] and again.json["history"] == r.json["history"]
 
 
 def test_existing_run_dir_is_never_overwritten(tmp_path, cli):
-    args = ("train", CONFIGS / "linreg.yaml", "-o", tmp_path / "run", "--set", "train.epochs=3")
+    args = ("train", CONFIGS / "linreg.yaml", "-d", tmp_path / "run", "--set", "train.epochs=3")
     assert cli(*args).code == 0
     before = (tmp_path / "run" / "summary.json").read_bytes()
     r = cli(*args)
@@ -165,7 +164,7 @@ def test_sigint_writes_a_resumable_checkpoint(tmp_path):
     cfg = tmp_path / "long.yaml"
     cfg.write_text(STATEFUL.replace("epochs: 10", "epochs: 100000").replace("n_samples: 300", "n_samples: 3000"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "trainkit", "train", str(cfg), "-o", str(tmp_path / "run"), "--progress", "none"],
+        [sys.executable, "-m", "trainkit", "train", str(cfg), "-d", str(tmp_path / "run"), "--progress", "none"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -202,7 +201,7 @@ def test_sigint_writes_a_resumable_checkpoint(tmp_path):
 
 def test_evaluate_and_predict_on_iris(tmp_path, cli):
     run = tmp_path / "iris"
-    assert cli("train", CONFIGS / "iris.yaml", "-o", run).code == 0
+    assert cli("train", CONFIGS / "iris.yaml", "-d", run).code == 0
     r = cli("evaluate", run, "--json")
     assert r.code == 0 and r.json["split"] == "test" and r.json["n"] == 30
     assert r.json["metrics"]["test_accuracy"] >= 0.93
@@ -223,7 +222,7 @@ def test_evaluate_and_predict_on_iris(tmp_path, cli):
 
 def test_predict_without_target_column_and_regression(tmp_path, cli):
     run = tmp_path / "lin"
-    assert cli("train", CONFIGS / "linreg.yaml", "-o", run).code == 0
+    assert cli("train", CONFIGS / "linreg.yaml", "-d", run).code == 0
     np.savez(tmp_path / "new.npz", X=np.array([[0.0], [1.0]]))
     r = cli("predict", run, "--data", tmp_path / "new.npz")
     assert r.code == 0
@@ -245,4 +244,3 @@ def test_trainkit_train_api_result_matches_summary(tmp_path, stateful):
     result = train_into(tmp_path / "r", stateful)
     doc = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert doc["params"] == {k: v.tolist() for k, v in result.params.items()}
-    assert trainkit.__version__

@@ -26,6 +26,36 @@ app = typer.Typer(
 )
 
 
+def _hide_flag_types() -> None:
+    # typer's rich help shows every boolean flag as `--json <bool>`, as if it took a value; a
+    # flag takes none. Show no type for flags (--help and --version included).
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is not None:
+        TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else shown(self, ctx)
+
+
+_hide_flag_types()
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from trainkit import __version__
+
+        print(f"trainkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print trainkit's version and exit."
+    ),
+) -> None:
+    pass
+
+
 class ProgressMode(str, Enum):
     auto = "auto"
     bar = "bar"
@@ -68,7 +98,7 @@ SetOpt = typer.Option(
 SeedOpt = typer.Option(None, "--seed", help="Override the config's seed.")
 JsonOpt = typer.Option(False, "--json", help="Write exactly one JSON document to stdout (human output goes to stderr).")
 OutOpt = typer.Option(
-    None, "--output-dir", "-o", help="Write the run directory here (config, metrics, checkpoints, summary)."
+    None, "--output-dir", "-d", help="Write the run directory here (config, metrics, checkpoints, summary)."
 )
 ProgressOpt = typer.Option(ProgressMode.auto, "--progress", help="auto: a bar on terminals, plain lines elsewhere.")
 
