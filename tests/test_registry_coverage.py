@@ -33,14 +33,16 @@ def names_in_table(test) -> set[str]:
     for mark in getattr(test, "pytestmark", []):
         if mark.name != "parametrize":
             continue
-        columns = [c.strip() for c in mark.args[0].split(",")]
+        columns = [c.strip() for c in mark.args[0].split(",")] if isinstance(mark.args[0], str) else list(mark.args[0])
         column = next((c for c in ("name", "spec") if c in columns), None)
         if column is None:
             continue
         i = columns.index(column)
         for row in mark.args[1]:
-            values = getattr(row, "values", row)  # a pytest.param(...) row or a plain tuple
-            value = values[i] if len(columns) > 1 else values
+            if hasattr(row, "values"):  # a pytest.param(...) row
+                value = row.values[i]
+            else:
+                value = row[i] if len(columns) > 1 else row
             names.add(value["name"] if isinstance(value, dict) else value)
     return names
 
@@ -111,3 +113,12 @@ def test_a_component_without_an_oracle_is_named():
     oracle.covered = lambda: covered - {"radam"}
     with pytest.raises(AssertionError, match="optimizers registered without an oracle: radam; add a row to CASES"):
         oracle.check()
+
+
+def test_names_are_read_from_every_form_of_table():
+    @pytest.mark.parametrize(["spec", "x"], [({"name": "step"}, 1), pytest.param({"name": "cosine"}, 2, id="c")])
+    @pytest.mark.parametrize("name", ["adam", pytest.param("sgd", marks=pytest.mark.xfail)])
+    @pytest.mark.parametrize("shape", [(1, 1)])
+    def oracle(spec, x, name, shape): ...
+
+    assert names_in_table(oracle) == {"step", "cosine", "adam", "sgd"}
