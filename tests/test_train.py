@@ -67,6 +67,8 @@ def test_dropout_is_deterministic_in_process():
     b = trainkit.train(CONFIGS / "mlp_moons.yaml", overrides=args)
     for k in a.params:
         np.testing.assert_array_equal(a.params[k], b.params[k])
+    without = trainkit.train(CONFIGS / "mlp_moons.yaml", overrides=["train.epochs=3"])
+    assert not np.array_equal(a.params["layers.0.weight"], without.params["layers.0.weight"])  # the masks acted
 
 
 # ------------------------------------------------------------------ every example config
