@@ -215,7 +215,8 @@ def inputs_for(ds: Dataset, state: DataState, dtype):
     """The model's input for `ds` in the engine's dtype, every value finite after the cast."""
     from trainkit.backend import xp
 
-    X = np.asarray(state.features(ds), dtype=dtype)
+    with np.errstate(over="ignore"):  # an overflow is found and named just below
+        X = np.asarray(state.features(ds), dtype=dtype)
     _check_cast(X, ds.X, ds, dtype, lambda c: c if c < ds.n_features else state.feature_names[c])
     return xp.ascontiguousarray(xp.asarray(X))
 
@@ -225,7 +226,8 @@ def targets_for(ds: Dataset, state: DataState, loss, dtype, scaled: bool = True)
 
     y = ds.y
     if state.task == "regression":
-        y = np.asarray(state.scaled_targets(y) if scaled else y, dtype=dtype)
+        with np.errstate(over="ignore"):
+            y = np.asarray(state.scaled_targets(y) if scaled else y, dtype=dtype)
         _check_cast(y, ds.y, ds, dtype, lambda c: ds.target)
     return xp.ascontiguousarray(loss.prepare_targets(y, dtype))
 
