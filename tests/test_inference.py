@@ -111,6 +111,21 @@ def test_predict_needs_no_target_column_but_a_known_one_is_no_extra(table_run, c
     assert r.code == 0 and r.stdout == cli("predict", tmp_path / "run", "--data", tmp_path / "train.csv").stdout
 
 
+def test_one_hot_columns_are_read_by_name_too(tmp_path, cli):
+    header, rows = classification_table()
+    header = header[:2] + ["color"] + header[3:]
+    rows = [r[:2] + [["red", "green", "blue"][i % 3]] + r[3:] for i, r in enumerate(rows)]
+    write_table(tmp_path / "train.csv", header, rows)
+    (tmp_path / "c.yaml").write_text(CONFIG.format(extra=", one_hot: [color]"))
+    assert cli("train", tmp_path / "c.yaml", "-o", tmp_path / "run", "--progress", "none").code == 0
+    write_table(tmp_path / "swapped.csv", *reorder(header, rows, [2, 1, 0]))
+    r = cli("predict", tmp_path / "run", "--data", tmp_path / "swapped.csv")
+    assert r.code == 0 and r.stdout == cli("predict", tmp_path / "run", "--data", tmp_path / "train.csv").stdout
+    write_table(tmp_path / "no_color.csv", *reorder(header, rows, [0, 1]))
+    r = cli("predict", tmp_path / "run", "--data", tmp_path / "no_color.csv")
+    assert r.code == 2 and "missing 'color'" in r.stderr
+
+
 def test_npz_files_are_checked_by_shape(tmp_path, cli):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40, 2))
@@ -188,7 +203,7 @@ def test_echoed_values_are_capped(table_run, cli):
     rows[0][3] = "x" * 100_000  # an unknown label, 100 kB
     write_table(tmp_path / "huge.csv", header, rows)
     r = cli("evaluate", tmp_path / "run", "--data", tmp_path / "huge.csv")
-    assert r.code == 2 and "was not among the training labels" in r.stderr and len(r.stderr) < 1000
+    assert r.code == 2 and "line 2, column 'label': label 'xxx" in r.stderr and len(r.stderr) < 1000
     rows[0][3], rows[0][1] = "alpha", "y" * 100_000  # a 100 kB cell that is not a number
     write_table(tmp_path / "huge.csv", header, rows)
     r = cli("evaluate", tmp_path / "run", "--data", tmp_path / "huge.csv")

@@ -117,19 +117,22 @@ def label_names(y: np.ndarray) -> list:
     return [c.item() if hasattr(c, "item") else c for c in np.unique(y)]
 
 
-def encode_labels(y: np.ndarray, classes: list, source: str) -> np.ndarray:
-    """Class labels -> indices into `classes`; a DataError names an unknown label."""
+def encode_labels(ds: Dataset, classes: list) -> np.ndarray:
+    """Class labels -> indices into `classes`; a DataError names the row of an unknown label."""
     from trainkit.errors import DataError
 
-    y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
+    y = ds.y.reshape(-1) if ds.y.ndim == 2 and ds.y.shape[1] == 1 else ds.y
     if y.ndim != 1:
-        raise DataError(f"class labels must be one column, got shape {y.shape}", source)
+        raise DataError(f"class labels must be one column, got shape {y.shape}", ds.source)
     index = {c: i for i, c in enumerate(classes)}
     try:
         return np.array([index[v.item() if hasattr(v, "item") else v] for v in y], dtype=np.int64)
     except KeyError as e:
+        i = next(i for i, v in enumerate(y) if (v.item() if hasattr(v, "item") else v) not in index)
         known = ", ".join(clip(c) for c in classes[:20]) + (", …" if len(classes) > 20 else "")
-        raise DataError(f"label {clip(e.args[0])} was not among the training labels: {known}", source) from None
+        raise DataError(
+            f"{ds.where(i, ds.target)}: label {clip(e.args[0])} was not among the training labels: {known}", ds.source
+        ) from None
 
 
 def split(ds: Dataset, val_fraction: float, test_fraction: float, rng: np.random.Generator, stratify: bool):

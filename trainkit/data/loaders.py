@@ -173,7 +173,7 @@ def _check_columns(header, wanted, known, ignore_extra, shown, delimiter) -> Non
         f"the columns differ from the training data: {'; '.join(parts)}",
         shown,
         f"the run was trained on the columns {_names(list(wanted))}, selected by name"
-        + ("; pass --ignore-extra to skip unknown columns" if extra else ""),
+        + ("; remove unknown columns from the file (evaluate and predict: --ignore-extra skips them)" if extra else ""),
     )
 
 

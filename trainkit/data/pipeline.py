@@ -71,7 +71,7 @@ class DataState:
 
     def labels(self, ds: Dataset) -> np.ndarray:
         if self.task in ("binary", "multiclass"):
-            return encode_labels(ds.y, self.classes, ds.source)
+            return encode_labels(ds, self.classes)
         if ds.y.dtype.kind not in "biuf":
             raise DataError(
                 f"regression targets must be numbers, got {ds.y.dtype}",
