@@ -223,9 +223,8 @@ train: {epochs: 200, dtype: float64}
 
 
 def test_scale_target_is_undone_in_predictions_and_metrics(tmp_path, cli):
-    """price = 1000·size + 50000 (+ noise): in dollars, an unscaled gd run at this lr
-    diverges; with scale_target the model learns standardized prices, and predict and
-    evaluate answer in dollars."""
+    """price = 1000·size + 50000 (+ noise): the model learns standardized prices; predict
+    and evaluate answer in dollars."""
     rng = np.random.default_rng(0)
     size = rng.uniform(50, 250, 80)
     price = np.round(1000 * size + 50_000 + rng.normal(0, 500, 80), 2)
