@@ -186,8 +186,11 @@ def _parse_features(body, lines, header, features, shown) -> np.ndarray:
                 X[i, j] = float(r[c])
             except ValueError:
                 where = f"line {lines[i]}, column {clip(header[c])}"
-                if r[c].strip().lower() in MISSING:
-                    raise DataError(f"{where}: missing value {clip(r[c])}", shown, IMPUTE) from None
+                cell = r[c].strip()
+                if cell.lower() in MISSING:
+                    raise DataError(
+                        f"{where}: missing value ({clip(cell) if cell else 'empty'})", shown, IMPUTE
+                    ) from None
                 raise DataError(
                     f"{where}: {clip(r[c])} is not a number",
                     shown,
