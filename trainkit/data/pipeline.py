@@ -205,10 +205,9 @@ def _fit_scaling(A: np.ndarray, how: str) -> tuple[list[float], list[float]]:
     return offset.tolist(), factor.tolist()
 
 
-def arrays_for(ds: Dataset, state: DataState, loss, dtype, scaled_targets: bool = True) -> tuple[Any, Any]:
-    """(X, T) in the engine's dtype: features transformed, targets as the loss expects
-    (regression targets scaled as the model learns them, unless `scaled_targets` is False)."""
-    return inputs_for(ds, state, dtype), targets_for(ds, state, loss, dtype, scaled_targets)
+def arrays_for(ds: Dataset, state: DataState, loss, dtype) -> tuple[Any, Any]:
+    """(X, T) in the engine's dtype: features transformed, targets as the loss expects."""
+    return inputs_for(ds, state, dtype), targets_for(ds, state, loss, dtype)
 
 
 def inputs_for(ds: Dataset, state: DataState, dtype):
@@ -222,6 +221,8 @@ def inputs_for(ds: Dataset, state: DataState, dtype):
 
 
 def targets_for(ds: Dataset, state: DataState, loss, dtype, scaled: bool = True):
+    """Targets as the loss expects them; regression targets scaled as the model learns them
+    (unless `scaled` is False), every value finite after the cast."""
     from trainkit.backend import xp
 
     y = ds.y
