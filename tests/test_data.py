@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -48,9 +50,9 @@ BAD_FILES = [
     ("d.csv", "", "file is empty", None),
     ("d.csv", "a,label\n1,0\n", "needs at least 2 data rows", None),
     ("d.csv", "a,b\n1,2\n3,4\n", "no column named 'label'", None),
-    ("d.csv", "a,label\n1,0\n2\n", "row 3 has 1 fields but the header has 2", "stray or missing delimiters"),
-    ("d.csv", "a,label\n1,0\nx,1\n", "row 3, column 'a': 'x' is not a number", "one_hot"),
-    ("d.csv", "a,label\n1,0\nnan,1\n", "non-finite", None),
+    ("d.csv", "a,label\n1,0\n2\n", "line 3 has 1 fields but the header has 2", "stray or missing delimiters"),
+    ("d.csv", "a,label\n1,0\nx,1\n", "line 3, column 'a': 'x' is not a number", "one_hot"),
+    ("d.csv", "a,label\n1,0\nnan,1\n", "line 3, column 'a': missing value (nan)", "impute"),
     ("d.csv", "a,a,label\n1,2,0\n3,4,1\n", "appears twice", None),
     ("d.csv", b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", "not UTF-8", None),
     ("d.npz", b"not a zip", "cannot read as .npz", None),
@@ -78,12 +80,12 @@ def test_bad_data_files(tmp_path, name, content, message, hint):
         ({"X": np.ones((5, 2)), "y": np.ones(4)}, "X has 5 rows but y has 4"),
         ({"X": np.array([["a", "b"]] * 3), "y": np.ones(3)}, "X must be numeric"),
         ({"X": np.ones((3, 2, 2)), "y": np.ones(3)}, "shape (n, features)"),
-        ({"X": np.array([[1.0], [np.inf], [2.0]]), "y": np.ones(3)}, "non-finite"),
+        ({"X": np.array([[1.0], [np.inf], [2.0]]), "y": np.ones(3)}, "X[1, 0]: inf is not a finite number"),
     ],
 )
 def test_bad_npz_contents(tmp_path, arrays, message):
     np.savez(tmp_path / "d.npz", **arrays)
-    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(DataError, match=re.escape(message)):
         build("data: {name: npz, path: d.npz}\nmodel: linear\noptimizer: sgd\n", tmp_path)
 
 
@@ -193,3 +195,86 @@ def test_feature_dropout_zeroes_a_share_of_inputs():
 def test_list_augmentations(cli):
     r = cli("list", "augmentations")
     assert r.code == 0 and "gaussian_noise" in r.stdout and "mixup" in r.stdout and "feature_dropout" in r.stdout
+
+
+# ------------------------------------------------------------------ missing values, file lines
+
+
+@pytest.mark.parametrize("cell", ["", "NA", "nan", "N/A", "  "])
+@pytest.mark.parametrize("labels", [["cat", "dog"], ["1.5", "2.5"]], ids=["classes", "regression"])
+def test_an_empty_or_na_target_is_an_error_with_its_line(tmp_path, cell, labels):
+    rows = [f"{i},{labels[i % 2]}" for i in range(6)]
+    rows[3] = f"3,{cell}"  # file line 5
+    write_csv(tmp_path, "a,label\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"d.csv: line 5, column 'label': the target is (empty|missing)") as e:
+        build(CSV_CFG.format(extra=""), tmp_path)
+    assert "fill it in or remove the row" in str(e.value)
+
+
+@pytest.mark.parametrize("cell", ["", "NA", "nan", "NaN", "?"])
+def test_missing_feature_values_get_the_impute_hint(tmp_path, cell):
+    write_csv(tmp_path, f"a,b,label\n1,2,0\n3,{cell},1\n5,6,0\n")
+    with pytest.raises(DataError, match=r"d.csv: line 3, column 'b': missing value") as e:
+        build(CSV_CFG.format(extra=""), tmp_path)
+    assert "remove or impute missing values" in str(e.value) and "one_hot" not in str(e.value)
+
+
+def test_rows_are_named_by_their_line_in_the_file(tmp_path):
+    """Blank lines and a quoted cell over two lines count: the message names the line an
+    editor shows."""
+    write_csv(tmp_path, 'a,note,label\n1,"two\nlines",0\n\n2,x,1\n3,y,oops\n4,z,\n')
+    with pytest.raises(DataError, match="line 7, column 'label': the target is empty"):
+        build(CSV_CFG.format(extra="features: [a]"), tmp_path)
+
+
+# ------------------------------------------------------------------ finite after the cast
+
+
+FILES = {"path": "tr.csv", "val_path": "va.csv", "test_path": "te.csv"}
+
+
+@pytest.mark.parametrize("part", list(FILES))
+def test_a_cell_beyond_float32_is_an_error_naming_file_line_and_column(tmp_path, part):
+    for key, name in FILES.items():
+        rows = [["1", "2", "0"], ["3", "4", "1"], ["5", "6", "0"], ["7", "8", "1"]]
+        if key == part:
+            rows[2][1] = "1e40"  # file line 4, column 'b'
+        (tmp_path / name).write_text("a,b,label\n" + "\n".join(",".join(r) for r in rows) + "\n")
+    text = "data: {name: csv, path: tr.csv, val_path: va.csv, test_path: te.csv, target: label}\nmodel: linear\noptimizer: sgd\n"
+    with pytest.raises(DataError, match=r"line 4, column 'b': 1e\+40 is beyond float32's range") as e:
+        build(text, tmp_path)
+    assert str(e.value).startswith(FILES[part]) and "train.dtype: float64" in str(e.value)
+    build(text, tmp_path, ["train.dtype=float64"])  # fits in float64
+
+
+def test_a_regression_target_beyond_float32_is_an_error(tmp_path):
+    write_csv(tmp_path, "a,label\n1,0.5\n2,1.5\n3,1e40\n4,2.5\n")
+    with pytest.raises(DataError, match=r"d.csv: line 4, column 'label': 1e\+40 is beyond float32's range"):
+        build(CSV_CFG.format(extra="task: regression"), tmp_path)
+
+
+def test_npz_values_beyond_float32_are_an_error(tmp_path):
+    X = np.ones((6, 3))
+    X[4, 2] = -1e39
+    np.savez(tmp_path / "d.npz", X=X, y=np.arange(6.0))
+    text = "data: {name: npz, path: d.npz}\nmodel: linear\noptimizer: sgd\n"
+    with pytest.raises(DataError, match=r"d.npz: X\[4, 2\]: -1e\+39 is beyond float32's range"):
+        build(text, tmp_path)
+
+
+# ------------------------------------------------------------------ val/test files by name
+
+
+def test_val_and_test_files_are_read_by_the_training_columns_names(tmp_path):
+    (tmp_path / "tr.csv").write_text("a,b,label\n1,10,0\n2,20,1\n3,30,0\n4,40,1\n")
+    (tmp_path / "va.csv").write_text("label,b,a\n1,50,5\n0,60,6\n")  # same columns, another order
+    text = "data: {name: csv, path: tr.csv, val_path: va.csv, target: label}\nmodel: linear\noptimizer: sgd\n"
+    exp = build(text, tmp_path)
+    np.testing.assert_array_equal(exp.arrays["X_val"], [[5, 50], [6, 60]])
+    (tmp_path / "va.csv").write_text("a,b,c,label\n5,50,1,1\n6,60,1,0\n")
+    with pytest.raises(DataError, match="va.csv: the columns differ from the training data: unknown 'c'"):
+        build(text, tmp_path)
+    (tmp_path / "va.csv").write_text("a,label\n5,1\n6,0\n")
+    with pytest.raises(DataError, match="va.csv: the columns differ from the training data: missing 'b'") as e:
+        build(text, tmp_path)
+    assert "data.val_path" in str(e.value)

@@ -299,10 +299,16 @@ def validate(
         print(f"OK {config}: {summary}")
 
 
+IgnoreExtraOpt = typer.Option(
+    False, "--ignore-extra", help="Skip columns the training file did not have (default: exit 2 naming them)."
+)
+
+
 @app.command()
 def evaluate(
     run_dir: Path = typer.Argument(..., help="A run directory."),
     data: Optional[Path] = typer.Option(None, "--data", help="Evaluate on this file instead of the run's test split."),
+    ignore_extra: bool = IgnoreExtraOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Metrics of a trained run on its test split (or a given file)."""
@@ -311,7 +317,7 @@ def evaluate(
     from trainkit.runs import inference
 
     try:
-        out = inference.evaluate(run_dir, str(data) if data else None)
+        out = inference.evaluate(run_dir, str(data) if data else None, ignore_extra)
     except TrainkitError as err:
         _fail(err, as_json)
     if as_json:
@@ -326,14 +332,20 @@ def evaluate(
 def predict(
     run_dir: Path = typer.Argument(..., help="A run directory."),
     data: Path = typer.Option(..., "--data", help="CSV or NPZ file with the same feature columns as training."),
-    output: Optional[Path] = typer.Option(None, "--output", help="Write predictions to this CSV (default: stdout)."),
+    output: Optional[Path] = typer.Option(
+        None, "--output", help="Write predictions to this CSV, outside the run directory (default: stdout)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output file."),
+    ignore_extra: bool = IgnoreExtraOpt,
 ) -> None:
     """Predict with a trained run: labels (and class probabilities) or values, as CSV."""
     from trainkit.errors import TrainkitError
     from trainkit.runs import inference
 
     try:
-        header, rows = inference.predict(run_dir, str(data))
+        if output is not None:
+            inference.check_output(run_dir, data, output, overwrite)
+        header, rows = inference.predict(run_dir, str(data), ignore_extra)
     except TrainkitError as err:
         _fail(err, False)
     text = inference.to_csv(header, rows)

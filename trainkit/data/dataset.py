@@ -27,6 +27,9 @@ class DatasetConfig(Component):
     scale: Literal["none", "standardize", "minmax"] = Field(
         "none", description="feature scaling, fitted on the training split only"
     )
+    scale_target: Literal["none", "standardize", "minmax"] = Field(
+        "none", description="regression target scaling, fitted on the training split only; undone in predictions"
+    )
     augment: list[Augmentation] = Field(default_factory=list, description="applied to training batches only")
 
     @model_validator(mode="after")
@@ -51,6 +54,9 @@ class Dataset:
     classes: list | None = None
     source: str = ""
     categorical: dict[str, np.ndarray] = field(default_factory=dict)  # raw columns to one-hot encode
+    columns: list[str] | None = None  # the file's header (CSV); None: a file without column names
+    rows: np.ndarray | None = None  # each row's line number in a CSV (else its index in the file)
+    target: str = "y"  # the target's column (CSV) or array (NPZ) name, for error messages
 
     def __len__(self) -> int:
         return len(self.X)
@@ -65,7 +71,38 @@ class Dataset:
             X=self.X[idx],
             y=None if self.y is None else self.y[idx],
             categorical={k: v[idx] for k, v in self.categorical.items()},
+            rows=(self.rows if self.rows is not None else np.arange(len(self)))[idx],
         )
+
+    def where(self, i: int, column: int | str) -> str:
+        """Row i and a column as errors name them, one scheme everywhere: a CSV's line number
+        and column name (`line 7, column 'age'`); else the array index (`X[5, 2]`, `y[5]`).
+        `column` is a feature index or a column name (the target's)."""
+        r = int(self.rows[i]) if self.rows is not None else int(i)
+        if self.columns is not None:
+            name = self.feature_names[column] if isinstance(column, int) else column
+            return f"line {r}, column {clip(name)}"
+        return f"X[{r}, {column}]" if isinstance(column, int) else f"{column}[{r}]"
+
+
+def clip(value, limit: int = 40) -> str:
+    """repr(value), cut to about `limit` characters: an error message names a value, it never
+    echoes a 5 MB cell or header."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "…" + text[-3:]
+
+
+def first_nonfinite(A) -> tuple[int, int] | None:
+    """(row, column) of the first NaN or inf in A (n, ...), else None. In row blocks: a
+    whole-array mask would cost a quarter of a float32 dataset's memory."""
+    A = A.reshape(len(A), -1)
+    step = max(1, (1 << 22) // max(1, A.shape[1]))
+    for i in range(0, len(A), step):
+        ok = np.isfinite(A[i : i + step])
+        if not ok.all():
+            r, c = np.argwhere(~ok)[0]
+            return i + int(r), int(c)
+    return None
 
 
 def guess_task(y: np.ndarray) -> str:
@@ -80,18 +117,22 @@ def label_names(y: np.ndarray) -> list:
     return [c.item() if hasattr(c, "item") else c for c in np.unique(y)]
 
 
-def encode_labels(y: np.ndarray, classes: list, source: str) -> np.ndarray:
-    """Class labels -> indices into `classes`; a DataError names an unknown label."""
+def encode_labels(ds: Dataset, classes: list) -> np.ndarray:
+    """Class labels -> indices into `classes`; a DataError names the row of an unknown label."""
     from trainkit.errors import DataError
 
-    y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
+    y = ds.y.reshape(-1) if ds.y.ndim == 2 and ds.y.shape[1] == 1 else ds.y
     if y.ndim != 1:
-        raise DataError(f"class labels must be one column, got shape {y.shape}", source)
+        raise DataError(f"class labels must be one column, got shape {y.shape}", ds.source)
     index = {c: i for i, c in enumerate(classes)}
     try:
         return np.array([index[v.item() if hasattr(v, "item") else v] for v in y], dtype=np.int64)
     except KeyError as e:
-        raise DataError(f"label {e.args[0]!r} was not among the training labels {classes}", source) from None
+        i = next(i for i, v in enumerate(y) if (v.item() if hasattr(v, "item") else v) not in index)
+        known = ", ".join(clip(c) for c in classes[:20]) + (", …" if len(classes) > 20 else "")
+        raise DataError(
+            f"{ds.where(i, ds.target)}: label {clip(e.args[0])} was not among the training labels: {known}", ds.source
+        ) from None
 
 
 def split(ds: Dataset, val_fraction: float, test_fraction: float, rng: np.random.Generator, stratify: bool):

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from trainkit import registry
-from trainkit.data.dataset import Dataset, encode_labels, guess_task, label_names, split
+from trainkit.data.dataset import Dataset, clip, encode_labels, first_nonfinite, guess_task, label_names, split
 from trainkit.errors import DataError
 from trainkit.rng import stream
 
@@ -32,6 +32,10 @@ class DataState:
     scale: str = "none"
     offset: list[float] | None = None
     factor: list[float] | None = None
+    file_columns: list[str] | None = None  # the training file's header (CSV): other files are read by name
+    scale_target: str = "none"
+    target_offset: list[float] | None = None
+    target_factor: list[float] | None = None
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -46,6 +50,11 @@ class DataState:
         if self.task == "binary":
             return 1
         return 1 if y.ndim == 1 else y.shape[1]
+
+    @property
+    def input_columns(self) -> list[str]:
+        """The numeric feature columns, in the model's order (one-hot columns follow them)."""
+        return self.feature_names[: len(self.feature_names) - sum(len(c) for c in self.categories.values())]
 
     def features(self, ds: Dataset) -> np.ndarray:
         """The model's input for `ds`: one-hot columns appended, then scaled."""
@@ -62,7 +71,7 @@ class DataState:
 
     def labels(self, ds: Dataset) -> np.ndarray:
         if self.task in ("binary", "multiclass"):
-            return encode_labels(ds.y, self.classes, ds.source)
+            return encode_labels(ds, self.classes)
         if ds.y.dtype.kind not in "biuf":
             raise DataError(
                 f"regression targets must be numbers, got {ds.y.dtype}",
@@ -70,6 +79,18 @@ class DataState:
                 "set data.task: binary or multiclass for class labels",
             )
         return ds.y.astype(np.float64)
+
+    def scaled_targets(self, y: np.ndarray) -> np.ndarray:
+        """Regression targets as the model learns them: (y − offset) / factor."""
+        if self.target_offset is None:
+            return y
+        return (y - np.asarray(self.target_offset)) / np.asarray(self.target_factor)  # (n,) or (n, outputs)
+
+    def unscaled_targets(self, out: np.ndarray) -> np.ndarray:
+        """Model outputs (n, outputs) back in the target's units: out · factor + offset."""
+        if self.target_offset is None:
+            return out
+        return out * np.asarray(self.target_factor) + np.asarray(self.target_offset)
 
 
 def resolve_task(cfg, ds: Dataset) -> str:
@@ -87,15 +108,28 @@ def resolve_task(cfg, ds: Dataset) -> str:
     return task
 
 
-def load_file(cfg_data, resolve, path: str, need_target: bool = True) -> Dataset:
-    """Load another file with the same loader settings as the training data."""
+def load_file(cfg_data, resolve, path: str, need_target: bool = True, like=None, ignore_extra=False) -> Dataset:
+    """Load another file with the same loader settings as the training data. With `like` (the
+    run's DataState), its feature columns are the training file's: selected by name from a
+    CSV, counted in a file without names (NPZ); an unknown extra column is an error unless
+    `ignore_extra`."""
     entry = registry.get("datasets", cfg_data.name)
     if not hasattr(cfg_data, "path"):
         # synthetic training data: read .npz (X, y) or .csv with a `y` column
         kind = "csv" if str(path).lower().endswith(".csv") else "npz"
         entry = registry.get("datasets", kind)
         cfg_data = entry.schema(path=path, **({"target": "y"} if kind == "csv" else {}))
-    return entry.build(cfg_data, resolve=resolve, path=path, need_target=need_target)
+    by_name = {}
+    if like is not None and like.file_columns is not None:
+        by_name = {"columns": like.input_columns, "known": like.file_columns, "ignore_extra": ignore_extra}
+    ds = entry.build(cfg_data, resolve=resolve, path=path, need_target=need_target, **by_name)
+    if like is not None and ds.n_features != len(like.input_columns):
+        raise DataError(
+            f"has {ds.n_features} feature columns, the run was trained on {len(like.input_columns)}",
+            path,
+            "a file without column names must hold the training data's feature columns, in the same order",
+        )
+    return ds
 
 
 def prepare(loaded) -> tuple[dict[str, Dataset | None], DataState]:
@@ -125,20 +159,18 @@ def _prepare(loaded) -> tuple[dict[str, Dataset | None], DataState]:
             raise DataError(f"classification needs at least 2 classes, the labels have {len(classes)}", ds.source)
         if task == "binary" and len(classes) > 2:
             raise DataError(
-                f"a binary task needs 2 classes, the labels have {len(classes)}: {classes[:10]}",
+                f"a binary task needs 2 classes, the labels have {len(classes)}: {', '.join(map(clip, classes[:10]))}",
                 ds.source,
                 "set data.task: multiclass, or use cross_entropy",
             )
-    state = DataState(task, classes, list(ds.feature_names))
+    state = DataState(task, classes, list(ds.feature_names), file_columns=ds.columns)
     ds.y = state.labels(ds)
 
     extra = {}
     for part in ("val", "test"):
         p = getattr(dcfg, f"{part}_path", None)
         if p:
-            other = load_file(dcfg, loaded.resolve_path, p)
-            if other.n_features != ds.n_features:
-                raise DataError(f"has {other.n_features} feature columns, the training data {ds.n_features}", p)
+            other = load_file(dcfg, loaded.resolve_path, p, like=state)
             other.y = state.labels(other)
             extra[part] = other
     val_fraction = 0.0 if "val" in extra else dcfg.val_fraction
@@ -151,20 +183,71 @@ def _prepare(loaded) -> tuple[dict[str, Dataset | None], DataState]:
         state.feature_names += [f"{c}={v}" for c, cats in state.categories.items() for v in cats]
     state.scale = dcfg.scale
     if dcfg.scale != "none":
-        X = state.features(train)
-        if dcfg.scale == "standardize":
-            offset, factor = X.mean(axis=0), X.std(axis=0)
-        else:
-            offset, factor = X.min(axis=0), X.max(axis=0) - X.min(axis=0)
-        factor = np.where(factor > 0, factor, 1.0)  # constant columns stay put rather than become NaN
-        state.offset, state.factor = offset.tolist(), factor.tolist()
+        state.offset, state.factor = _fit_scaling(state.features(train), dcfg.scale)
+    state.scale_target = dcfg.scale_target
+    if dcfg.scale_target != "none":
+        if task != "regression":
+            raise loaded.error(
+                ("data", "scale_target"), f"scales regression targets, but the task is {task}", "remove it"
+            )
+        state.target_offset, state.target_factor = _fit_scaling(train.y.reshape(len(train), -1), dcfg.scale_target)
     return {"train": train, "val": val, "test": test}, state
+
+
+def _fit_scaling(A: np.ndarray, how: str) -> tuple[list[float], list[float]]:
+    """Per column (offset, factor), so that (a − offset) / factor is standardized (mean 0,
+    std 1) or min-max scaled ([0, 1]) on the rows of A (the training split)."""
+    if how == "standardize":
+        offset, factor = A.mean(axis=0), A.std(axis=0)
+    else:
+        offset, factor = A.min(axis=0), A.max(axis=0) - A.min(axis=0)
+    factor = np.where(factor > 0, factor, 1.0)  # constant columns stay put rather than become NaN
+    return offset.tolist(), factor.tolist()
 
 
 def arrays_for(ds: Dataset, state: DataState, loss, dtype) -> tuple[Any, Any]:
     """(X, T) in the engine's dtype: features transformed, targets as the loss expects."""
+    return inputs_for(ds, state, dtype), targets_for(ds, state, loss, dtype)
+
+
+def inputs_for(ds: Dataset, state: DataState, dtype):
+    """The model's input for `ds` in the engine's dtype, every value finite after the cast."""
     from trainkit.backend import xp
 
-    X = xp.ascontiguousarray(xp.asarray(state.features(ds), dtype=dtype))
-    T = xp.ascontiguousarray(loss.prepare_targets(ds.y, dtype))
-    return X, T
+    with np.errstate(over="ignore"):  # an overflow is found and named just below
+        X = np.asarray(state.features(ds), dtype=dtype)
+    _check_cast(X, ds.X, ds, dtype, lambda c: c if c < ds.n_features else state.feature_names[c])
+    return xp.ascontiguousarray(xp.asarray(X))
+
+
+def targets_for(ds: Dataset, state: DataState, loss, dtype, scaled: bool = True):
+    """Targets as the loss expects them; regression targets scaled as the model learns them
+    (unless `scaled` is False), every value finite after the cast."""
+    from trainkit.backend import xp
+
+    y = ds.y
+    if state.task == "regression":
+        with np.errstate(over="ignore"):
+            y = np.asarray(state.scaled_targets(y) if scaled else y, dtype=dtype)
+        _check_cast(y, ds.y, ds, dtype, lambda c: ds.target)
+    return xp.ascontiguousarray(loss.prepare_targets(y, dtype))
+
+
+def _check_cast(A: np.ndarray, raw: np.ndarray, ds: Dataset, dtype, column) -> None:
+    """Finite after the cast: a CSV cell 1e40 is inf in float32. The error names the file, the
+    row and the column (`column(j)`: a feature index or a name, for Dataset.where)."""
+    bad = first_nonfinite(A)
+    if bad is None:
+        return
+    r, c = bad
+    raw = raw.reshape(len(raw), -1)
+    value = float(raw[r, c]) if c < raw.shape[1] else float("nan")
+    name, limit = np.dtype(dtype).name, float(np.finfo(dtype).max)
+    where = ds.where(r, column(c))
+    if abs(value) > limit:
+        raise DataError(
+            f"{where}: {value:g} is beyond {name}'s range (±{limit:.3g})",
+            ds.source,
+            "rescale the column (e.g. other units), or set train.dtype: float64",
+        )
+    raise DataError(f"{where}: {value:g} becomes {A.reshape(len(A), -1)[r, c]} in {name} after scaling", ds.source)

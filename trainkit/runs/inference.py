@@ -1,7 +1,9 @@
 """Using a trained run: `evaluate` its metrics on a split or a file, `predict` on new data.
 
 A run directory holds everything needed: the config (model and loss), the checkpoint's
-parameters and the data state (classes, one-hot categories, feature scaling).
+parameters and the data state (classes, one-hot categories, feature and target scaling, the
+training file's columns). A new file's columns are selected by the training file's names;
+scaled regression targets are unscaled, so predictions and metrics are in the target's units.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from trainkit.runs import checkpoint
-from trainkit.backend import dtype_of, to_numpy
+from trainkit.backend import dtype_of, to_numpy, xp
 from trainkit.config import load_config
-from trainkit.data.pipeline import DataState, arrays_for, load_file
+from trainkit.data.pipeline import DataState, inputs_for, load_file, targets_for
 from trainkit.errors import DataError
 from trainkit.nn.layers import sigmoid, softmax
 
@@ -37,38 +39,78 @@ def _open_run(run_dir: str | Path):
     return exp
 
 
-def evaluate(run_dir: str | Path, data: str | None = None) -> dict:
+def evaluate(run_dir: str | Path, data: str | None = None, ignore_extra: bool = False) -> dict:
     """Metrics of the run's final parameters on `data` (a file), else its test split
     (else its validation split). Returns {"split", "metrics", "n"}."""
     exp = _open_run(run_dir)
-    cfg = exp.loaded.config
     if data is not None:
-        ds = load_file(cfg.data, Path, data)
+        ds = _read_like_training(exp, data, need_target=True, ignore_extra=ignore_extra)
         ds.y = exp.state.labels(ds)
-        X, T = arrays_for(ds, exp.state, exp.trainer.loss, dtype_of(cfg.train.dtype))
         split = "test"
-    elif "X_test" in exp.arrays:
-        X, T, split = exp.arrays["X_test"], exp.arrays["T_test"], "test"
-    elif "X_val" in exp.arrays:
-        X, T, split = exp.arrays["X_val"], exp.arrays["T_val"], "val"
+    elif exp.data["test"] is not None:
+        ds, split = exp.data["test"], "test"
+    elif exp.data["val"] is not None:
+        ds, split = exp.data["val"], "val"
     else:
         raise DataError(
             "the run has no test or validation split",
             str(run_dir),
             "pass --data FILE, or train with data.test_fraction above 0",
         )
-    return {"split": split, "n": len(X), "metrics": exp.trainer.evaluate(X, T, split)}
+    return {"split": split, "n": len(ds), "metrics": _metrics(exp, ds, split)}
 
 
-def predict(run_dir: str | Path, data: str) -> tuple[list[str], list[list]]:
+def _read_like_training(exp, data: str, need_target: bool, ignore_extra: bool):
+    """A new file read as the training file was: its feature columns selected by name (CSV) or
+    checked by count (NPZ)."""
+    return load_file(exp.loaded.config.data, Path, data, need_target, like=exp.state, ignore_extra=ignore_extra)
+
+
+def _metrics(exp, ds, split: str) -> dict:
+    """Loss and metrics on `ds`; with target scaling, in the target's own units: predictions
+    unscaled (out · factor + offset) and compared with the unscaled targets."""
+    state, loss, dtype = exp.state, exp.trainer.loss, dtype_of(exp.loaded.config.train.dtype)
+    X = inputs_for(ds, state, dtype)
+    if state.target_offset is None:
+        return exp.trainer.evaluate(X, targets_for(ds, state, loss, dtype), split)
+    T = targets_for(ds, state, loss, dtype, scaled=False)
+    pred = xp.asarray(state.unscaled_targets(to_numpy(exp.net.predict(X)).astype(np.float64)), dtype=dtype)
+    acc = exp.trainer._accumulator(T)
+    acc.add(pred, T, loss.forward(pred, T), len(X))
+    return acc.result(split)
+
+
+def check_output(run_dir: str | Path, data: str | Path, output: str | Path, overwrite: bool) -> None:
+    """Where `predict --output` may write: a file in an existing folder, outside the run
+    directory (its files stay as training wrote them), never the input file, and an existing
+    file only with --overwrite."""
+    out, run = Path(output).resolve(), Path(run_dir).resolve()
+    if out == run or run in out.parents:
+        raise DataError(
+            f"is inside the run directory {run_dir}; trainkit never writes predictions among a run's files",
+            str(output),
+            "write them elsewhere, e.g. --output preds.csv",
+        )
+    if out.exists() and Path(data).exists() and out.samefile(data):
+        raise DataError("is the input file (--data); predictions never overwrite their input", str(output))
+    if out.is_dir():
+        raise DataError("is a folder", str(output), "give a file name, e.g. --output preds.csv")
+    if out.exists() and not overwrite:
+        raise DataError("already exists", str(output), "pass --overwrite to replace it, or choose another file")
+    if not out.parent.is_dir():
+        raise DataError(f"the folder {out.parent} does not exist", str(output), "create it first")
+
+
+def predict(run_dir: str | Path, data: str, ignore_extra: bool = False) -> tuple[list[str], list[list]]:
     """Predictions for every row of `data`: (header, rows). Classifiers give the label (by its
     original name) and one probability column per class; regressors give the values."""
     exp = _open_run(run_dir)
     cfg, state = exp.loaded.config, exp.state
-    ds = load_file(cfg.data, Path, data, need_target=False)
-    X = np.asarray(state.features(ds), dtype=dtype_of(cfg.train.dtype))
+    ds = _read_like_training(exp, data, need_target=False, ignore_extra=ignore_extra)
+    X = inputs_for(ds, state, dtype_of(cfg.train.dtype))
     out = to_numpy(exp.net.predict(X)).astype(np.float64)
     if state.task == "regression":
+        out = state.unscaled_targets(out)
         header = ["prediction"] if out.shape[1] == 1 else [f"prediction_{i}" for i in range(out.shape[1])]
         return header, out.tolist()
     if state.task == "binary":
