@@ -54,7 +54,7 @@ def table_run(tmp_path, cli):
     header, rows = classification_table()
     write_table(tmp_path / "train.csv", header, rows)
     (tmp_path / "c.yaml").write_text(CONFIG.format(extra=""))
-    r = cli("train", tmp_path / "c.yaml", "-o", tmp_path / "run", "--progress", "none")
+    r = cli("train", tmp_path / "c.yaml", "-d", tmp_path / "run", "--progress", "none")
     assert r.code == 0, r.stderr
     return tmp_path, header, rows
 
@@ -117,7 +117,7 @@ def test_one_hot_columns_are_read_by_name_too(tmp_path, cli):
     rows = [r[:2] + [["red", "green", "blue"][i % 3]] + r[3:] for i, r in enumerate(rows)]
     write_table(tmp_path / "train.csv", header, rows)
     (tmp_path / "c.yaml").write_text(CONFIG.format(extra=", one_hot: [color]"))
-    assert cli("train", tmp_path / "c.yaml", "-o", tmp_path / "run", "--progress", "none").code == 0
+    assert cli("train", tmp_path / "c.yaml", "-d", tmp_path / "run", "--progress", "none").code == 0
     write_table(tmp_path / "swapped.csv", *reorder(header, rows, [2, 1, 0]))
     r = cli("predict", tmp_path / "run", "--data", tmp_path / "swapped.csv")
     assert r.code == 0 and r.stdout == cli("predict", tmp_path / "run", "--data", tmp_path / "train.csv").stdout
@@ -133,7 +133,7 @@ def test_npz_files_are_checked_by_shape(tmp_path, cli):
     (tmp_path / "c.yaml").write_text(
         "data: {name: npz, path: train.npz}\nmodel: linear\noptimizer: {name: gd, lr: 0.1}\ntrain: {epochs: 5}\n"
     )
-    assert cli("train", tmp_path / "c.yaml", "-o", tmp_path / "run", "--progress", "none").code == 0
+    assert cli("train", tmp_path / "c.yaml", "-d", tmp_path / "run", "--progress", "none").code == 0
     np.savez(tmp_path / "three.npz", X=rng.normal(size=(5, 3)), y=np.zeros(5))
     for command in ("predict", "evaluate"):
         r = cli(command, tmp_path / "run", "--data", tmp_path / "three.npz")
@@ -230,7 +230,7 @@ def test_scale_target_is_undone_in_predictions_and_metrics(tmp_path, cli):
     price = np.round(1000 * size + 50_000 + rng.normal(0, 500, 80), 2)
     write_table(tmp_path / "house.csv", ["size", "price"], [[f"{s:.3f}", f"{p:.2f}"] for s, p in zip(size, price)])
     (tmp_path / "c.yaml").write_text(REGRESSION)
-    r = cli("train", tmp_path / "c.yaml", "-o", tmp_path / "run", "--json")
+    r = cli("train", tmp_path / "c.yaml", "-d", tmp_path / "run", "--json")
     assert r.code == 0 and r.json["status"] == "completed"
 
     write_table(tmp_path / "new.csv", ["size"], [["100"], ["200"]])
