@@ -17,7 +17,6 @@ from trainkit.backend import dtype_of, to_numpy
 from trainkit.config import load_config
 from trainkit.data.pipeline import DataState, arrays_for, load_file
 from trainkit.errors import DataError
-from trainkit.nn.layers import sigmoid, softmax
 
 
 def _open_run(run_dir: str | Path):
@@ -71,11 +70,7 @@ def predict(run_dir: str | Path, data: str) -> tuple[list[str], list[list]]:
     if state.task == "regression":
         header = ["prediction"] if out.shape[1] == 1 else [f"prediction_{i}" for i in range(out.shape[1])]
         return header, out.tolist()
-    if state.task == "binary":
-        p1 = out[:, 0] if cfg.loss.name == "bce" else sigmoid(out[:, 0])
-        probs = np.c_[1.0 - p1, p1]
-    else:
-        probs = softmax(out)
+    probs = exp.head.probabilities(out)
     labels = [state.classes[i] for i in probs.argmax(axis=1)]
     header = ["prediction"] + [f"prob_{c}" for c in state.classes]
     return header, [[lab, *p] for lab, p in zip(labels, probs.tolist())]
