@@ -126,6 +126,7 @@ class BCE(Loss):
     probability gives a zero gradient rather than NaN."""
 
     task = "binary"
+    takes = "probabilities"
 
     def forward(self, pred, target):
         self.p, self.y = pred, target
