@@ -55,7 +55,9 @@ def test_a_multiclass_model_ending_in_softmax_is_refused_with_or_without_a_loss(
     """Before: a sequential model ending in softmax, or an mlp with no loss named, trained
     cross_entropy on probabilities without a word."""
     model = "model: {name: sequential, layers: [{name: linear, out_features: 8}, relu, linear, softmax]}\n"
-    text = "data: {name: blobs, n_classes: 3}\n" + model + ("" if loss is None else f"loss: {loss}\n") + "optimizer: sgd\n"
+    text = (
+        "data: {name: blobs, n_classes: 3}\n" + model + ("" if loss is None else f"loss: {loss}\n") + "optimizer: sgd\n"
+    )
     with pytest.raises(ConfigError, match="must not end in softmax") as e:
         build(text)
     assert e.value.issues[0].key == "model.layers[3]"
