@@ -56,7 +56,7 @@ class TrainConfig(Strict):
         None, description="epochs between checkpoints in the run dir (always at the end)"
     )
     threads: Union[Literal["auto"], Annotated[int, Field(ge=1)]] = Field(
-        "auto", description="BLAS threads: a number, or auto (by the size of a step: 1 for small models, up to one per core)"
+        "auto", description="BLAS threads: a number, or auto (1 for small models, up to one per core for large ones)"
     )
 
 
