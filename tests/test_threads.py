@@ -33,7 +33,9 @@ def test_auto_gives_one_thread_per_chunk_of_work_up_to_the_cores(no_env, monkeyp
     assert threads.auto_threads(100 * threads.PER_THREAD) == 8
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")  # compare's workers
     assert threads.auto_threads(100 * threads.PER_THREAD) == 1
-    assert threads.resolve_threads(4, 1000) == 4  # a number is taken as given
+    assert threads.resolve_threads(4, 1000) == 1  # the environment caps a number too
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS")
+    assert threads.resolve_threads(4, 1000) == 4  # else a number is taken as given
 
 
 def test_a_small_mlp_trains_on_one_blas_thread_and_the_pool_is_restored(no_env):
@@ -59,3 +61,11 @@ def test_train_threads_overrides_auto(no_env):
 def test_bad_threads_setting_is_a_config_error(bad):
     with pytest.raises(ConfigError, match="train.threads"):
         load_config_text(MLP.format(h=8, b=32, extra=f", threads: {bad}"), "c.yaml")
+
+
+def test_compare_workers_keep_one_blas_thread_each(no_env, write_config):
+    from trainkit.compare.runner import compare
+
+    path = write_config(MLP.format(h=128, b=32, extra=", threads: 2"))
+    comp = compare(path, specs=["sgd", "adam"], jobs=2)
+    assert [r["info"]["threads"] for r in comp.runs] == [1, 1]

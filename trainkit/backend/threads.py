@@ -4,8 +4,8 @@ A BLAS thread pool pays off only when each step has enough multiply-adds to spli
 cores; below that its threads spin and wait, and on a busy machine they wait for cores that
 others hold (a 128×128 MLP on 2 shared cores: 9.9 s with OpenBLAS's default threads, 0.32 s
 with one). `train.threads: auto` gives one thread per PER_THREAD multiply-adds of a training
-step, at most one per core, and never more than OPENBLAS/OMP/MKL_NUM_THREADS allow (so that
-compare-optimizers' workers, started with those set to 1, keep one thread each).
+step, at most one per core. Neither auto nor a number goes above OPENBLAS/OMP/MKL_NUM_THREADS,
+so compare-optimizers' workers, started with those set to 1, keep one thread each.
 
 threadpoolctl sets the pool at run time; without it the BLAS keeps its own setting.
 """
@@ -55,8 +55,13 @@ def auto_threads(macs_per_step: int) -> int | None:
 
 
 def resolve_threads(setting, macs_per_step: int) -> int | None:
-    """`train.threads`: a number as given, or `auto` from the step's work (None: unchanged)."""
-    return auto_threads(macs_per_step) if setting == "auto" else int(setting)
+    """`train.threads`: `auto` from the step's work (None: unchanged), or a number, which the
+    environment's *_NUM_THREADS caps too: it is how a parent (compare's worker pool) that
+    already runs one process per core says so."""
+    if setting == "auto":
+        return auto_threads(macs_per_step)
+    cap = env_cap()
+    return int(setting) if cap is None else min(int(setting), cap)
 
 
 @functools.cache
