@@ -141,6 +141,32 @@ def bench_tiny(rounds: int, notes: list[str]) -> dict:
     return out
 
 
+def bench_threads(rounds: int, epochs: int) -> dict:
+    """784 → 128 → 128 → 10 at batch 32: train.threads auto against the BLAS's default threads."""
+    runs: dict[str, list[float]] = {"auto": [], "default": []}
+    chosen = {}
+    for _ in range(rounds):
+        for setting in runs:
+            r = worker("threads", setting, str(epochs))
+            runs[setting] += r["epoch_s"]
+            chosen[setting] = r["threads"]
+    out = {k: {**stats(v), "threads": chosen[k]} for k, v in runs.items()}
+    print("  threads: " + ", ".join(f"{k} ({s['threads']}) {s['median']:.3f}s" for k, s in out.items()), flush=True)
+    return out
+
+
+def bench_gelu(rounds: int) -> dict:
+    """Forward + backward of the activations on a (256, 512) float32 batch."""
+    kinds = ["relu", "gelu-tanh", "gelu", "gelu-vectorize"]
+    runs: dict[str, list[float]] = {k: [] for k in kinds}
+    for _ in range(rounds):
+        for k in kinds:
+            runs[k] += worker("gelu", k, "20")["us"]
+    out = {k: stats(v) for k, v in runs.items()}
+    print("  activations: " + ", ".join(f"{k} {s['median']:.0f}us" for k, s in out.items()), flush=True)
+    return out
+
+
 def bench_startup(rounds: int) -> dict:
     trainkit_bin = [sys.executable, "-m", "trainkit"]
     cmds = {
@@ -288,6 +314,34 @@ def markdown(res: dict, summary: list[dict]) -> str:
     }
     for k, s in res["tiny"].items():
         lines.append(f"| {labels[k]} | {s['median']:.1f} | {s['min']:.1f}–{s['max']:.1f} |")
+    if "threads" in res:
+        lines += [
+            "",
+            "## BLAS threads: mlp 784 → 128 → 128 → 10, batch 32, Adam, float32, 60,000 samples",
+            "",
+            "`train.threads: auto` (one thread per 2^23 multiply-adds a step) against the BLAS's own default "
+            "(every core), which every run used before auto.",
+            "",
+            "| threads | s/epoch | min–max |",
+            "| --- | --- | --- |",
+        ]
+        for k, s in res["threads"].items():
+            lines.append(f"| {k} ({s['threads']}) | {s['median']:.3f} | {s['min']:.3f}–{s['max']:.3f} |")
+    if "activations" in res:
+        acts = res["activations"]
+        relu = acts["relu"]["median"]
+        lines += [
+            "",
+            "## activations: forward + backward on a (256, 512) float32 batch",
+            "",
+            "`gelu` is exact through trainkit's array-op erf (Cody's approximations); `gelu-vectorize` is the "
+            "same math through np.vectorize(math.erf), as before.",
+            "",
+            "| activation | µs | min–max | / relu |",
+            "| --- | --- | --- | --- |",
+        ]
+        for k, s in acts.items():
+            lines.append(f"| {k} | {s['median']:.0f} | {s['min']:.0f}–{s['max']:.0f} | {s['median'] / relu:.1f} |")
     lines += [
         "",
         "## startup (whole process, wall seconds)",
@@ -370,6 +424,8 @@ def main() -> None:
     peaks = res["mlp"].pop("gemm_peaks")
     res["gemm"] = {"gflops": statistics.median(peaks), "all": peaks}
     res["tiny"] = bench_tiny(3 if args.quick else 7, notes)
+    res["threads"] = bench_threads(rounds, epochs)
+    res["activations"] = bench_gelu(rounds)
     res["startup"] = bench_startup(5 if args.quick else 15)
     res["memory"] = bench_memory()
     res["profile"] = worker("profile", "128")

@@ -18,14 +18,14 @@ MLP_NPZ = DATA / "mlp.npz"
 HIDDEN = (256, 128)
 
 
-def mlp_config(batch: int, epochs: int) -> str:
+def mlp_config(batch: int, epochs: int, hidden=HIDDEN, threads="auto") -> str:
     return f"""
 seed: 0
 data: {{name: npz, path: {MLP_NPZ}, val_fraction: 0}}
-model: {{name: mlp, hidden: [{HIDDEN[0]}, {HIDDEN[1]}], activation: relu}}
+model: {{name: mlp, hidden: [{hidden[0]}, {hidden[1]}], activation: relu}}
 loss: cross_entropy
 optimizer: {{name: adam, lr: 0.001}}
-train: {{epochs: {epochs}, batch_size: {batch}, dtype: float32}}
+train: {{epochs: {epochs}, batch_size: {batch}, dtype: float32, threads: {threads}}}
 """
 
 
@@ -131,6 +131,53 @@ def mlp_sklearn(batch: int, epochs: int) -> dict:
         "sklearn": sklearn.__version__,
         "dtype": str(clf.coefs_[0].dtype),
     }
+
+
+def threads_trainkit(setting: str, epochs: int) -> dict:
+    """The 784 → 128 → 128 → 10 MLP at batch 32 with `train.threads: auto` ("auto") or with
+    as many threads as the BLAS starts with ("default": what every run got before auto)."""
+    import trainkit
+    from trainkit.config import load_config_text
+
+    threads = blas_threads() if setting == "default" else "auto"
+    loaded = load_config_text(mlp_config(32, epochs + 1, hidden=(128, 128), threads=threads), "bench.yaml")
+    r = trainkit.train(loaded)
+    return {"epoch_s": r.timing["epoch_s"][1:], "threads": r.info["threads"]}
+
+
+def gelu_layer(kind: str, reps: int) -> dict:
+    """Forward + backward of one activation on a (256, 512) float32 batch, µs per call.
+    kind: gelu (exact, trainkit's erf), gelu-vectorize (exact through np.vectorize(math.erf),
+    as before), gelu-tanh, relu."""
+    import math
+
+    import numpy as np
+
+    from trainkit.nn import layers
+
+    x = np.random.default_rng(0).normal(size=(256, 512)).astype(np.float32)
+    dy = np.ones_like(x)
+    if kind == "relu":
+        layer = layers.ReLU()
+    else:
+        layer = layers.GELU(layers.GELUConfig(approximate="tanh" if kind == "gelu-tanh" else "none"))
+    if kind == "gelu-vectorize":
+        erf = np.vectorize(math.erf, otypes=[float])
+
+        class Before(layers.GELU):
+            def forward(self, x, training):
+                self.x, self.approximate = x, "none"
+                self.cdf = (0.5 * (1.0 + erf(x / math.sqrt(2.0)))).astype(x.dtype)
+                return x * self.cdf
+
+        layer = Before(layers.GELUConfig())
+    times = []
+    for _ in range(reps + 1):  # the first call warms up
+        t = time.perf_counter()
+        layer.forward(x, True)
+        layer.backward(dy.copy())
+        times.append(time.perf_counter() - t)
+    return {"us": [v * 1e6 for v in times[1:]]}
 
 
 def tiny_trainkit(steps: int, same_work: bool) -> dict:
@@ -255,6 +302,10 @@ def main(argv: list[str]) -> None:
     elif kind == "tiny":
         lib, steps = args[0], int(args[1])
         out = tiny_torch(steps) if lib == "torch" else tiny_trainkit(steps, lib == "trainkit-same-work")
+    elif kind == "threads":
+        out = threads_trainkit(args[0], int(args[1]))
+    elif kind == "gelu":
+        out = gelu_layer(args[0], int(args[1]))
     elif kind == "gemm":
         out = gemm_peak()
     elif kind == "profile":

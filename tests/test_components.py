@@ -287,3 +287,53 @@ def test_reduce_on_plateau_cannot_run_per_step():
         load_config_text(
             "data: linear\nmodel: linear\noptimizer: sgd\nschedule: {name: reduce_on_plateau, interval: step}\n", "c"
         )
+
+
+# ------------------------------------------------------------------ gd: full batch, decided once
+
+
+def test_gd_keeps_its_own_config_and_takes_the_full_batch():
+    """Before: GD swapped the user's GDConfig for an SGDConfig."""
+    from trainkit.optim.optimizers import GDConfig
+
+    loaded = load_config_text("data: linear\nmodel: linear\noptimizer: {name: gd, lr: 0.3}\n", "c")
+    exp = api.build(loaded)
+    assert exp.trainer.opt.cfg is loaded.config.optimizer and isinstance(exp.trainer.opt.cfg, GDConfig)
+    assert loaded.resolved()["optimizer"] == {"name": "gd", "lr": 0.3}
+    assert loaded.config.train.batch_size == "full"
+    assert GDConfig.full_batch and not registry.get("optimizers", "sgd").schema.full_batch
+
+
+def test_gd_step_is_the_textbook_rule():
+    exp = api.build(load_config_text("data: linear\nmodel: linear\noptimizer: {name: gd, lr: 0.3}\n", "c"))
+    opt, p, g = exp.trainer.opt, exp.net.flat, exp.net.grad
+    g[...] = np.arange(1, g.size + 1)
+    before = p.copy()
+    opt.step(0.3)
+    np.testing.assert_array_equal(p, before - np.float32(0.3) * g)
+    assert opt.state_dict() == {"t": 1}
+
+
+@pytest.mark.parametrize(
+    "optimizer,batch_size,n_train,expected",
+    [
+        ("gd", None, 80, "full"),
+        ("gd", "full", 80, "full"),
+        ("gd", 8, 80, "cannot use mini-batches"),
+        ("sgd", None, 80, 32),
+        ("sgd", None, 10, 10),
+        ("sgd", None, None, 32),
+        ("sgd", 64, 80, 64),
+        ("sgd", 81, 80, "larger than the training set"),
+        ("sgd", 81, None, 81),  # before the data is loaded, only gd's rule can be checked
+    ],
+)
+def test_one_resolver_decides_the_batch_size(optimizer, batch_size, n_train, expected):
+    from trainkit.optim.optimizers import BatchSizeError, resolve_batch_size
+
+    cfg = registry.get("optimizers", optimizer).schema()
+    if isinstance(expected, str) and expected != "full":
+        with pytest.raises(BatchSizeError, match=expected):
+            resolve_batch_size(cfg, batch_size, n_train)
+    else:
+        assert resolve_batch_size(cfg, batch_size, n_train) == expected

@@ -16,13 +16,15 @@ import numpy as np
 
 from trainkit import registry
 from trainkit.backend import dtype_of
+from trainkit.backend.threads import blas_threads, resolve_threads
 from trainkit.config import LoadedConfig, load_config
 from trainkit.data.augment import build_augmentations
 from trainkit.data.dataset import Dataset
 from trainkit.data.pipeline import DataState, arrays_for, prepare
 from trainkit.errors import ConfigError, DataError
-from trainkit.losses import default_loss_name
+from trainkit.losses import Head, HeadMismatch, head_for
 from trainkit.nn.models import declared_out_features
+from trainkit.optim.optimizers import BatchSizeError, resolve_batch_size
 from trainkit.optim.schedules import build_schedule
 from trainkit.rng import stream
 from trainkit.runs.trainer import RunResult, Trainer
@@ -41,26 +43,12 @@ class Experiment:
     arrays: dict[str, Any]  # X_train, T_train, X_val, T_val, X_test, T_test
     state: DataState
     info: dict[str, Any]
+    head: Head  # what the model outputs, its loss, and how outputs become predictions
+    threads: int | None = None  # BLAS threads for training (None: the BLAS's own setting)
 
     @property
     def task(self) -> str:
         return self.state.task
-
-
-def _check_task(loaded: LoadedConfig, task: str, loss_entry, n_classes: int) -> None:
-    loss_task = loss_entry.build.task
-    if task == "regression" and loss_task != "regression":
-        raise loaded.error(
-            ("loss", "name"),
-            f"{loss_entry.name} is a classification loss but the task is regression",
-            "use mse, mae or huber, or set data.task: binary / multiclass",
-        )
-    if task == "multiclass" and loss_task == "binary":
-        raise loaded.error(
-            ("loss", "name"),
-            f"{loss_entry.name} is for two classes but the labels have {n_classes}",
-            "use cross_entropy for more than two classes",
-        )
 
 
 def load_init(loaded: LoadedConfig, net, path_str: str) -> None:
@@ -104,11 +92,6 @@ def build(loaded: LoadedConfig) -> Experiment:
 
     data, state = prepare(loaded)
     task = state.task
-    if cfg.loss is None:
-        cfg.loss = registry.get("losses", default_loss_name(task, cfg.model.name)).schema()
-    loss_entry = registry.get("losses", cfg.loss.name)
-    _check_task(loaded, task, loss_entry, len(state.classes or ()))
-    loss = loss_entry.build(cfg.loss)
     train_ds, val_ds, test_ds = data["train"], data["val"], data["test"]
     if len(train_ds) < 1:
         raise loaded.error(("data", "val_fraction"), "no samples left for training after the split")
@@ -126,6 +109,13 @@ def build(loaded: LoadedConfig) -> Experiment:
             "leave the output size out and it is taken from the data",
         )
     net = registry.get("models", cfg.model.name).build(cfg.model, n_features, out_features, dtype)
+    try:
+        head = head_for(task, net.outputs, cfg.loss.name if cfg.loss else None, len(state.classes or ()))
+    except HeadMismatch as e:
+        raise loaded.error(_head_key(loaded, e.about), e.message, e.hint) from None
+    if cfg.loss is None:
+        cfg.loss = registry.get("losses", head.loss).schema()
+    loss = registry.build("losses", cfg.loss)
     init = cfg.model.init
     if getattr(init, "from_", None) is not None:
         load_init(loaded, net, init.from_)
@@ -134,14 +124,12 @@ def build(loaded: LoadedConfig) -> Experiment:
     net.set_dropout_rng(stream(seed, "dropout"))
 
     n_train = len(train_ds)
-    if cfg.train.batch_size is None:
-        cfg.train.batch_size = "full" if cfg.optimizer.name == "gd" else min(32, n_train)
-    elif isinstance(cfg.train.batch_size, int) and cfg.train.batch_size > n_train:
-        raise loaded.error(
-            ("train", "batch_size"),
-            f"batch_size {cfg.train.batch_size} is larger than the training set ({n_train} samples)",
-            f"use train.batch_size: full, or at most {n_train}",
-        )
+    try:
+        cfg.train.batch_size = resolve_batch_size(cfg.optimizer, cfg.train.batch_size, n_train)
+    except BatchSizeError as e:
+        raise loaded.error(("train", "batch_size"), e.message, e.hint) from None
+    batch = n_train if cfg.train.batch_size == "full" else cfg.train.batch_size
+    threads = resolve_threads(cfg.train.threads, net.macs_per_step(batch))
 
     arrays: dict[str, Any] = {}
     for name, part in data.items():
@@ -154,7 +142,7 @@ def build(loaded: LoadedConfig) -> Experiment:
         net, loss, optimizer, schedule, cfg.train, cfg.regularization, task, cfg.loss.name,
         stream(seed, "shuffle"), cfg.train.metrics,
         augment=build_augmentations(cfg.data.augment), augment_rng=stream(seed, "augment"),
-        n_classes=out_features if task == "multiclass" else None,
+        n_classes=out_features if task == "multiclass" else None, head=head,
     )  # fmt: skip
     _check_monitors(loaded, trainer, val_ds is not None)
     info = {
@@ -167,8 +155,21 @@ def build(loaded: LoadedConfig) -> Experiment:
         "n_params": net.n_params,
         "classes": state.classes,
         "data": train_ds.source,
+        "threads": threads,
     }
-    return Experiment(loaded, trainer, net, data, arrays, state, info)
+    return Experiment(loaded, trainer, net, data, arrays, state, info, head, threads)
+
+
+def _head_key(loaded: LoadedConfig, about: str) -> tuple:
+    """Where a model/loss mismatch points: the loss's name, or the layer the model ends in."""
+    cfg = loaded.config
+    if about == "loss" and cfg.loss is not None:
+        return ("loss", "name")
+    if getattr(cfg.model, "output_activation", None):
+        return ("model", "output_activation")
+    if cfg.model.name == "sequential":
+        return ("model", "layers", len(cfg.model.layers) - 1)
+    return ("model", "name")
 
 
 def _check_monitors(loaded: LoadedConfig, trainer: Trainer, has_val: bool) -> None:
@@ -239,7 +240,7 @@ def train(
             on_epoch(row)
 
     a = exp.arrays
-    with _stop_on_signals(exp.trainer):
+    with _stop_on_signals(exp.trainer), blas_threads(exp.threads):
         out = exp.trainer.fit(a["X_train"], a["T_train"], a.get("X_val"), a.get("T_val"), on_epoch=epoch_hook)
     tr = exp.trainer
     history = tr.history

@@ -128,6 +128,7 @@ def _train(config: Path, overrides, seed, output_dir, overwrite, resume, as_json
     try:
         loaded = _load(config, overrides or [], seed, output_dir)
         if print_config:
+            api.build(loaded)  # fills in what the data decides: the default loss, the batch size
             sys.stdout.write(dump_yaml(loaded.resolved()))
             return
         out = sys.stderr if as_json else sys.stdout

@@ -2,18 +2,20 @@
 
 `reduction: mean` averages over every element for the regression losses (samples × outputs)
 and over samples for cross_entropy; `sum` adds them up. Each loss states the task it
-implies and turns raw labels into the targets it expects.
+implies, what it takes from the model (values, logits or probabilities) and turns raw
+labels into the targets it expects. `head_for` pairs a model's outputs with its loss.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field
 
 from trainkit.backend import xp
 from trainkit.config.base import Component
-from trainkit.nn.layers import sigmoid
+from trainkit.nn.layers import sigmoid, softmax
 from trainkit.registry import register
 
 
@@ -23,6 +25,7 @@ class LossConfig(Component):
 
 class Loss:
     task = "regression"  # regression | binary | multiclass
+    takes = "values"  # what the model must output: values, logits or probabilities
 
     def __init__(self, cfg: LossConfig):
         self.cfg = cfg
@@ -123,6 +126,7 @@ class BCE(Loss):
     probability gives a zero gradient rather than NaN."""
 
     task = "binary"
+    takes = "probabilities"
 
     def forward(self, pred, target):
         self.p, self.y = pred, target
@@ -151,6 +155,7 @@ class BCEWithLogits(Loss):
     dℓ/dz = σ(z)(1 + (w − 1)y) − w·y  (= σ(z) − y for w = 1)."""
 
     task = "binary"
+    takes = "logits"
 
     def forward(self, pred, target):
         z, y, w = pred, target, self.cfg.pos_weight
@@ -177,6 +182,7 @@ class CrossEntropy(Loss):
     dℓ/dz = softmax(z) − q  (the softmax and the log cancel: one fused, stable step)."""
 
     task = "multiclass"
+    takes = "logits"
 
     def prepare_targets(self, y, dtype):
         y = xp.asarray(y)
@@ -220,10 +226,120 @@ class CrossEntropy(Loss):
         return g
 
 
-def default_loss_name(task: str, model_name: str) -> str:
-    """The loss a user most likely wants when the config names none."""
-    if task == "multiclass":
-        return "cross_entropy"
-    if task == "binary":
-        return "bce" if model_name == "logistic" else "bce_with_logits"
-    return "mse"
+# --------------------------------------------------------------------------- model outputs -> loss, predictions
+
+# The loss each (task, model output) pair trains with when the config names none.
+# Model outputs (Network.outputs): logits (unbounded; also regression values), probabilities
+# (each output in (0, 1): ends in sigmoid), distribution (rows sum to 1: ends in softmax).
+DEFAULT_LOSS = {
+    ("regression", "logits"): "mse",
+    ("regression", "probabilities"): "mse",
+    ("regression", "distribution"): "mse",
+    ("binary", "logits"): "bce_with_logits",
+    ("binary", "probabilities"): "bce",
+    ("multiclass", "logits"): "cross_entropy",
+}
+
+
+class HeadMismatch(ValueError):
+    """The model's outputs, the task and the loss do not fit. `about` says which config
+    block to point at ("model" or "loss")."""
+
+    def __init__(self, message: str, hint: str, about: str):
+        super().__init__(message)
+        self.message, self.hint, self.about = message, hint, about
+
+
+@dataclass(frozen=True)
+class Head:
+    """What a model's outputs mean and how they become predictions. Built by `head_for` only."""
+
+    task: str  # regression | binary | multiclass
+    outputs: str  # logits | probabilities | distribution
+    loss: str  # the loss to train with: the config's, or the default
+
+    @property
+    def threshold(self) -> float:
+        """Binary: an output above this is class 1 (σ(z) > ½ ⇔ z > 0)."""
+        return 0.5 if self.outputs == "probabilities" else 0.0
+
+    def labels(self, out):
+        """Class indices (n,) from raw model outputs (n, outputs)."""
+        if out.shape[1] == 1:
+            return (out[:, 0] > self.threshold).astype(xp.int64)
+        return out.argmax(axis=1)
+
+    def probabilities(self, out):
+        """Classification: class probabilities (n, classes), two columns for binary.
+        Regression: the outputs themselves."""
+        if self.task == "regression":
+            return out
+        if self.task == "binary":
+            p1 = out[:, 0] if self.outputs == "probabilities" else sigmoid(out[:, 0])
+            return xp.stack([1.0 - p1, p1], axis=1)
+        return out if self.outputs == "distribution" else softmax(out)
+
+
+_ENDS_IN = {"probabilities": "sigmoid", "distribution": "softmax"}
+
+
+def head_for(task: str, outputs: str, loss=None, n_classes: int | None = None) -> Head:
+    """The one rule pairing a model's outputs with a loss: the default loss when `loss`
+    (a registered loss name) is None, else a check that it fits. Raises HeadMismatch."""
+    from trainkit import registry
+
+    if loss is None:
+        name = DEFAULT_LOSS.get((task, outputs))
+        if name is None:
+            raise _no_loss_fits(task, outputs)
+        return Head(task, outputs, name)
+    cls = registry.get("losses", loss).build
+    if task == "regression" and cls.task != "regression":
+        raise HeadMismatch(
+            f"{loss} is a classification loss but the task is regression",
+            "use mse, mae or huber, or set data.task: binary / multiclass",
+            "loss",
+        )
+    if task == "multiclass" and cls.task == "binary":
+        raise HeadMismatch(
+            f"{loss} is for two classes but the labels have {n_classes or 'more'}",
+            "use cross_entropy for more than two classes",
+            "loss",
+        )
+    if task != "regression" and cls.task == "regression":
+        raise HeadMismatch(
+            f"{loss} is a regression loss but the task is {task} classification",
+            f"leave the loss out (it becomes {DEFAULT_LOSS.get((task, outputs), 'cross_entropy')}), "
+            "or set data.task: regression",
+            "loss",
+        )
+    if task == "regression" or cls.takes == outputs:
+        return Head(task, outputs, loss)
+    if cls.takes == "logits":  # the model ends in sigmoid or softmax
+        fits = DEFAULT_LOSS.get((task, outputs))
+        raise HeadMismatch(
+            f"{loss} takes logits, so the model must not end in {_ENDS_IN[outputs]}",
+            (f"use loss: {fits}, or " if fits else "")
+            + f"remove the final {_ENDS_IN[outputs]}; predictions are turned into probabilities for you",
+            "model",
+        )
+    raise HeadMismatch(  # bce on logits
+        f"{loss} takes probabilities, but the model outputs "
+        + ("logits (it does not end in sigmoid)" if outputs == "logits" else "a softmax over one output"),
+        "use loss: bce_with_logits (or leave the loss out), or end the model in sigmoid (output_activation: sigmoid)",
+        "loss",
+    )
+
+
+def _no_loss_fits(task: str, outputs: str) -> HeadMismatch:
+    if task == "binary":  # outputs == distribution
+        return HeadMismatch(
+            "the model ends in softmax over a single output, which is always 1",
+            "for two classes end in sigmoid (output_activation: sigmoid) or in nothing (logits, bce_with_logits)",
+            "model",
+        )
+    return HeadMismatch(  # multiclass ending in sigmoid or softmax
+        f"cross_entropy takes logits, so the model must not end in {_ENDS_IN[outputs]}",
+        f"remove the final {_ENDS_IN[outputs]}; predictions are turned into probabilities for you",
+        "model",
+    )

@@ -12,20 +12,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from trainkit import registry
 from trainkit.backend import to_numpy, xp
+from trainkit.losses import Head, head_for
 
 DEFAULT_METRICS = {
     "regression": ("r2", "mae", "mse"),
     "binary": ("accuracy", "precision", "recall", "f1"),
     "multiclass": ("accuracy",),
 }
-
-
-def predicted_labels(pred, loss_name: str):
-    """Class indices from model outputs: probabilities (bce), logits (bce_with_logits), or scores."""
-    if pred.shape[1] == 1:
-        return (pred[:, 0] > (0.5 if loss_name == "bce" else 0.0)).astype(xp.int64)
-    return pred.argmax(axis=1)
 
 
 def true_labels(target):
@@ -45,8 +40,15 @@ def target_stats(T) -> np.ndarray:
 class MetricAccumulator:
     """Running sums for one split over one epoch."""
 
-    def __init__(self, task: str, loss_name: str, names=None, reduction: str = "mean", sst=None):
+    def __init__(
+        self, task: str, loss_name: str, names=None, reduction: str = "mean", sst=None, head: Head | None = None
+    ):
+        """`head` (losses.head_for) turns outputs into labels; default: what the loss takes."""
         self.task, self.loss_name = task, loss_name
+        if head is None and task != "regression":
+            takes = registry.get("losses", loss_name).build.takes
+            head = head_for(task, "logits" if takes == "values" else takes, loss_name)
+        self.head = head
         self.loss_is_mean = reduction == "mean"
         if names is None:  # the loss is reported anyway: don't repeat it as a metric
             names = [m for m in DEFAULT_METRICS[task] if m != loss_name]
@@ -84,7 +86,7 @@ class MetricAccumulator:
                 s["sae"] = s.get("sae", 0.0) + float(xp.abs(d).sum())
             s["outputs"] = pred.shape[1]
         else:
-            labels, truth = predicted_labels(pred, self.loss_name), true_labels(target)
+            labels, truth = self.head.labels(pred), true_labels(target)
             s["correct"] = s.get("correct", 0) + int((labels == truth).sum())
             if self.task == "binary":
                 pos, true_pos = labels == 1, truth == 1

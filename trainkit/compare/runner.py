@@ -204,7 +204,7 @@ def _jobs(
             ov.append(f"optimizer={json.dumps(spec)}")
         else:
             ov += [f"optimizer={json.dumps(spec)}", "output.dir=null"]
-            if spec["name"] == "gd":
+            if registry.get("optimizers", spec["name"]).schema.full_batch:
                 ov.append("train.batch_size=full")
         run_dir = str(out / _slug(f"{contender.label}-lr{lr:g}-seed{seed}")) if out else None
         jobs.append(Job(contender.label, spec, seed, tuple(ov), run_dir))

@@ -55,6 +55,9 @@ class TrainConfig(Strict):
     checkpoint_every: Optional[Annotated[int, Field(ge=1)]] = Field(
         None, description="epochs between checkpoints in the run dir (always at the end)"
     )
+    threads: Union[Literal["auto"], Annotated[int, Field(ge=1)]] = Field(
+        "auto", description="BLAS threads: a number, or auto (1 for small models, up to one per core for large ones)"
+    )
 
 
 class RegularizationConfig(Strict):
@@ -284,26 +287,12 @@ def validate(raw: dict, smap: SourceMap, base_dir: Path, model: type[BaseModel] 
 
 def cross_field_issues(loaded: LoadedConfig) -> list[Issue]:
     """Rules that involve more than one block (those within a block live in its schema)."""
+    from trainkit.optim.optimizers import BatchSizeError, resolve_batch_size
+
     cfg = loaded.config
     issues = []
-    if cfg.optimizer.name == "gd" and isinstance(cfg.train.batch_size, int):
-        issues.append(
-            loaded.issue(
-                ("train", "batch_size"),
-                "optimizer gd is full-batch gradient descent and cannot use mini-batches",
-                "set train.batch_size: full, or use optimizer sgd for mini-batch SGD",
-            )
-        )
-    if (
-        cfg.loss is not None
-        and cfg.loss.name == "cross_entropy"
-        and getattr(cfg.model, "output_activation", None) == "softmax"
-    ):
-        issues.append(
-            loaded.issue(
-                ("model", "output_activation"),
-                "cross_entropy takes logits, so the model must not end in softmax",
-                "remove output_activation: softmax; predictions are turned into probabilities for you",
-            )
-        )
+    try:
+        resolve_batch_size(cfg.optimizer, cfg.train.batch_size)
+    except BatchSizeError as e:
+        issues.append(loaded.issue(("train", "batch_size"), e.message, e.hint))
     return issues

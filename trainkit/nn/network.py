@@ -54,6 +54,19 @@ class Network:
             first.needs_input_grad = False
 
     @property
+    def outputs(self) -> str:
+        """What the model outputs, as its last layer declares: logits, probabilities
+        (ends in sigmoid) or distribution (ends in softmax). Decides the loss (losses.head_for)."""
+        for layer in reversed(self.layers):
+            if layer.outputs is not None:
+                return layer.outputs
+        return "logits"
+
+    def macs_per_step(self, batch_size: int) -> int:
+        """Multiply-adds of a training step: forward, and twice that backward."""
+        return 3 * batch_size * sum(layer.macs_per_sample() for layer in self.layers)
+
+    @property
     def n_params(self) -> int:
         return int(self.flat.size)
 

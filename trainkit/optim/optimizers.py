@@ -12,7 +12,7 @@ Notation: θ parameters, g gradient, η learning rate, λ weight decay, t the st
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -24,6 +24,7 @@ from trainkit.registry import register
 
 
 class OptimizerConfig(Component):
+    full_batch: ClassVar[bool] = False  # True: every step sees the whole training set (gd)
     lr: float = Field(1e-3, ge=0, description="learning rate")
 
 
@@ -48,6 +49,7 @@ class _Betas(_WeightDecay):
 class GDConfig(OptimizerConfig):
     """Plain full-batch gradient descent, θ ← θ − η∇L, as the textbook writes it."""
 
+    full_batch: ClassVar[bool] = True
     name: Literal["gd"] = "gd"
     lr: float = Field(0.1, ge=0, description="learning rate")
 
@@ -115,6 +117,34 @@ class RAdamConfig(_Betas):
     """RAdam: Adam with the variance of its adaptive step rectified (torch.optim.RAdam)."""
 
     name: Literal["radam"] = "radam"
+
+
+# --------------------------------------------------------------------------- batch size
+
+
+class BatchSizeError(ValueError):
+    def __init__(self, message: str, hint: str):
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+
+def resolve_batch_size(optimizer: OptimizerConfig, batch_size, n_train: int | None = None):
+    """The one rule for `train.batch_size`: `full` for a full-batch optimizer (gd) or when
+    asked, else the config's size, else min(32, n_train). An explicit size that gd cannot
+    use, or one beyond the training set (when n_train is known), raises BatchSizeError."""
+    if isinstance(batch_size, int) and optimizer.full_batch:
+        raise BatchSizeError(
+            f"optimizer {optimizer.name} is full-batch gradient descent and cannot use mini-batches",
+            "set train.batch_size: full, or use optimizer sgd for mini-batch SGD",
+        )
+    if batch_size is None:
+        return "full" if optimizer.full_batch else (32 if n_train is None else min(32, n_train))
+    if isinstance(batch_size, int) and n_train is not None and batch_size > n_train:
+        raise BatchSizeError(
+            f"batch_size {batch_size} is larger than the training set ({n_train} samples)",
+            f"use train.batch_size: full, or at most {n_train}",
+        )
+    return batch_size
 
 
 # --------------------------------------------------------------------------- shared pieces
@@ -208,11 +238,13 @@ class SGD(Optimizer):
 
 
 @register("optimizers", GDConfig)
-class GD(SGD):
-    """θ ← θ − η∇L(θ), the gradient taken over the whole training set each step."""
+class GD(Optimizer):
+    """θ ← θ − η∇L(θ), the gradient taken over the whole training set each step
+    (the batch size is decided by `resolve_batch_size`)."""
 
-    def __init__(self, cfg, params, grads):
-        super().__init__(SGDConfig(lr=cfg.lr), params, grads)  # SGD's rule with no momentum or decay
+    def update(self, lr):
+        xp.multiply(self.g, lr, out=self.tmp)
+        self.p -= self.tmp
 
 
 @register("optimizers", AdagradConfig)

@@ -19,7 +19,6 @@ from trainkit.backend import dtype_of, to_numpy, xp
 from trainkit.config import load_config
 from trainkit.data.pipeline import DataState, inputs_for, load_file, targets_for
 from trainkit.errors import DataError
-from trainkit.nn.layers import sigmoid, softmax
 
 
 def _open_run(run_dir: str | Path):
@@ -113,11 +112,7 @@ def predict(run_dir: str | Path, data: str, ignore_extra: bool = False) -> tuple
         out = state.unscaled_targets(out)
         header = ["prediction"] if out.shape[1] == 1 else [f"prediction_{i}" for i in range(out.shape[1])]
         return header, out.tolist()
-    if state.task == "binary":
-        p1 = out[:, 0] if cfg.loss.name == "bce" else sigmoid(out[:, 0])
-        probs = np.c_[1.0 - p1, p1]
-    else:
-        probs = softmax(out)
+    probs = exp.head.probabilities(out)
     labels = [state.classes[i] for i in probs.argmax(axis=1)]
     header = ["prediction"] + [f"prob_{c}" for c in state.classes]
     return header, [[lab, *p] for lab, p in zip(labels, probs.tolist())]

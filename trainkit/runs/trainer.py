@@ -104,10 +104,12 @@ class Trainer:
         augment=(),
         augment_rng=None,
         n_classes: int | None = None,
+        head=None,
     ):
         self.net, self.loss, self.opt, self.schedule = net, loss, optimizer, schedule
         self.cfg, self.reg = train_cfg, reg_cfg
         self.task, self.loss_name = task, loss_name
+        self.head = head  # losses.Head: how outputs become labels
         self.rng = shuffle_rng
         self.metric_names = metric_names
         self.augment, self.augment_rng, self.n_classes = list(augment), augment_rng, n_classes
@@ -167,7 +169,9 @@ class Trainer:
             if cached is None or cached[0] is not T:
                 cached = self._sst[id(T)] = (T, target_stats(T))
             sst = cached[1]
-        return MetricAccumulator(self.task, self.loss_name, self.metric_names, self.loss.cfg.reduction, sst)
+        return MetricAccumulator(
+            self.task, self.loss_name, self.metric_names, self.loss.cfg.reduction, sst, head=self.head
+        )
 
     def evaluate(self, X, T, split: str, batch_size: int = 4096) -> dict[str, float]:
         """Loss and metrics of the current parameters on (X, T), in evaluation mode."""
