@@ -34,13 +34,18 @@ class RunResult:
     message: str | None = None
     info: dict[str, Any] = field(default_factory=dict)  # task, sizes, classes
     config: dict[str, Any] = field(default_factory=dict)
+    params_epoch: int | None = None  # the epoch whose parameters `params` are (None: diverged)
+    run_dir: str | None = None
 
     def to_dict(self) -> dict:
+        """The `--json` document. Non-finite numbers (a diverged run's loss or parameters)
+        are left as floats here; writers turn them into null (rundir.json_text)."""
         return {
             "status": self.status,
             "epochs_run": self.epochs_run,
             "stop_reason": self.stop_reason,
             "best_epoch": self.best_epoch,
+            "params_epoch": self.params_epoch,
             "message": self.message,
             "metrics": self.metrics,
             "params": {k: v.tolist() for k, v in self.params.items()},
@@ -48,6 +53,7 @@ class RunResult:
             "timing": self.timing,
             "info": self.info,
             "config": self.config,
+            "run_dir": self.run_dir,
         }
 
 
@@ -114,6 +120,9 @@ class Trainer:
         self.early = EarlyStopping(train_cfg.early_stopping) if train_cfg.early_stopping else None
         self.stop_requested: str | None = None  # set from a signal handler: "SIGINT" / "SIGTERM"
         self.epoch = 0  # epochs completed
+        # The last epoch's parameters, kept when the run ends on its best epoch's: the
+        # optimizer state belongs to these, so a resumed run continues from them.
+        self.last_flat = None
         self.history: list[dict] = []
         # A run stopped mid-epoch keeps where it was (steps done, running sums, the shuffle
         # generator's state at the epoch's start) so that a resume continues bit-exactly.
@@ -183,7 +192,10 @@ class Trainer:
     def fit(self, X, T, X_val=None, T_val=None, on_epoch: Callable[[dict], None] | None = None) -> dict:
         """Train until the epoch budget, early stopping, divergence or a stop request.
 
-        Returns {status, stop_reason, message, train_s, epoch_times}."""
+        Returns {status, stop_reason, message, train_s, epoch_times, params_epoch}:
+        params_epoch is the epoch whose parameters the network holds now (the best one when
+        early stopping restores it, else the last; None after divergence). Every report of
+        the run reads its metrics from that epoch."""
         n = len(X)
         bs = n if self.cfg.batch_size in (None, "full") else min(int(self.cfg.batch_size), n)
         # One batch of everything: the order changes nothing but rounding, so don't shuffle it.
@@ -226,14 +238,15 @@ class Trainer:
                         f"stopped at epoch {epoch + 1}, best epoch {self.early.best_epoch}"
                     )
                     break
-                if self.stop_requested:
+                if self.stop_requested and self.epoch < self.cfg.epochs:
                     status, reason = (
                         "interrupted",
                         f"stopped by {self.stop_requested} after epoch {epoch + 1}",
                     )
                     break
-        message = None
+        message, params_epoch = None, self.epoch
         if status == "diverged":
+            params_epoch = None
             message = (
                 f"training diverged: {reason}. Try a smaller learning rate (optimizer.lr is "
                 f"{getattr(self.opt.cfg, 'lr', '?')}), gradient clipping (train.clip_grad_norm), "
@@ -244,9 +257,13 @@ class Trainer:
             and self.early
             and self.early.best_params is not None
             and self.early.cfg.restore_best
+            and self.early.best_epoch != self.epoch
         ):
+            self.last_flat = self.net.flat.copy()
             self.net.flat[...] = self.early.best_params
+            params_epoch = self.early.best_epoch
         return {
+            "params_epoch": params_epoch,
             "status": status,
             "stop_reason": reason,
             "message": message,
