@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import statistics
 import threading
@@ -314,6 +315,11 @@ def _result(exp: Experiment, out: dict, resolved: dict, t0: float, run_dir) -> R
         metrics.update(tr.evaluate(a["X_test"], a["T_test"], "test"))
     metrics.pop("epoch", None)
     metrics.pop("lr", None)
+    message = out["message"]
+    bad = [f"{k}={v}" for k, v in metrics.items() if not math.isfinite(v)]
+    if bad and out["status"] != "diverged":  # JSON writes these as null: say why
+        note = f"not finite (null in JSON): {', '.join(bad)}; the model overflows on some inputs"
+        message = f"{message}; {note}" if message else note
     times = out["epoch_times"]
     return RunResult(
         status=out["status"],
@@ -329,7 +335,7 @@ def _result(exp: Experiment, out: dict, resolved: dict, t0: float, run_dir) -> R
         },
         stop_reason=out["stop_reason"],
         best_epoch=tr.early.best_epoch if tr.early else None,
-        message=out["message"],
+        message=message,
         info=exp.info,
         config=resolved,
         params_epoch=at,
