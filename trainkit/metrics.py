@@ -52,6 +52,9 @@ class MetricAccumulator:
             names = [m for m in DEFAULT_METRICS[task] if m != loss_name]
         self.names = tuple(names)
         self.sst = sst
+        self._sst = None if sst is None else np.ravel(sst).tolist()
+        self._sse = "mse" in self.names or "r2" in self.names
+        self._sae = "mae" in self.names
         self.loss_sum = 0.0
         self.n = 0
         self.sums: dict[str, float] = {}
@@ -77,11 +80,11 @@ class MetricAccumulator:
         s = self.sums
         if self.task == "regression":
             d = pred - target.reshape(pred.shape)
-            if "mse" in self.names or "r2" in self.names:
-                sse = to_numpy(xp.einsum("ij,ij->j", d, d)).astype(np.float64)
+            if self._sse:
+                sse = np.asarray(to_numpy(xp.square(d).sum(axis=0)), dtype=np.float64)
                 s["sse"] = s["sse"] + sse if "sse" in s else sse
-            if "mae" in self.names:
-                s["sae"] = s.get("sae", 0.0) + float(xp.abs(d).sum())
+            if self._sae:
+                s["sae"] = s.get("sae", 0.0) + float(xp.abs(d, out=d).sum())
             s["outputs"] = pred.shape[1]
         else:
             labels, truth = predicted_labels(pred, self.loss_name), true_labels(target)
@@ -103,8 +106,8 @@ class MetricAccumulator:
             elif name == "mae":
                 v = s["sae"] / (n * s["outputs"])
             elif name == "r2":
-                sst = self.sst if self.sst is not None else np.ones_like(s["sse"])
-                r2 = [1.0 - e / t if t > 0 else 0.0 for e, t in zip(s["sse"].tolist(), np.ravel(sst).tolist())]
+                sst = self._sst if self._sst is not None else [1.0] * len(s["sse"])
+                r2 = [1.0 - e / t if t > 0 else 0.0 for e, t in zip(s["sse"].tolist(), sst)]
                 v = sum(r2) / len(r2)
             elif name == "accuracy":
                 v = s["correct"] / n
