@@ -443,6 +443,7 @@ def test_a_run_killed_before_its_first_checkpoint_can_be_resumed(tmp_path, cli):
     assert r.code == 2 and "--resume" in r.stderr
     r = cli("resume", run, "--json")  # starts it again: there is nothing to continue
     assert r.code == 0, r.stderr
+    assert "started again from the beginning" in r.json["message"]
     assert r.json["params"] == straight["params"] and r.json["history"] == straight["history"]
     assert checkpoint.load(run / "checkpoint.npz")[1]["epoch"] == 5
 
@@ -490,9 +491,13 @@ def test_disk_full_exits_2_and_keeps_the_last_checkpoint(tmp_path, cli, monkeypa
     assert r.code == 0 and r.json["epochs_run"] == meta["epoch"] + 2
 
 
-@pytest.mark.parametrize("err", ["EROFS", "EACCES"])
-def test_read_only_run_dir_exits_2_with_a_hint(tmp_path, cli, monkeypatch, err):
-    """chmod does not stop root, so the refusal of the file system is simulated."""
+@pytest.mark.parametrize(
+    "err,hint",
+    [("EROFS", "read-only"), ("EACCES", "not writable"), ("ENOENT", "does not exist"), ("EDQUOT", "quota")],
+)
+def test_unwritable_run_dir_exits_2_with_a_hint(tmp_path, cli, monkeypatch, err, hint):
+    """chmod does not stop root, so the refusal of the file system is simulated (ENOENT: the
+    folder was removed while the run was being built)."""
     import errno
     import tempfile
 
@@ -502,7 +507,7 @@ def test_read_only_run_dir_exits_2_with_a_hint(tmp_path, cli, monkeypatch, err):
     monkeypatch.setattr(tempfile, "mkstemp", refuse)
     r = cli("train", CONFIGS / "linreg.yaml", "-o", tmp_path / "run")
     assert r.code == 2 and "Traceback" not in r.stderr
-    assert str(tmp_path / "run" / "config.yaml") in r.stderr and ("read-only" in r.stderr or "writable" in r.stderr)
+    assert str(tmp_path / "run" / "config.yaml") in r.stderr and hint in r.stderr
 
 
 # ------------------------------------------------------------------ run policy in the API

@@ -316,6 +316,8 @@ def _result(exp: Experiment, out: dict, resolved: dict, t0: float, run_dir) -> R
     metrics.pop("epoch", None)
     metrics.pop("lr", None)
     message = out["message"]
+    if run_dir is not None and run_dir.fresh_start:
+        message = "there was no checkpoint to resume from: the run started again from the beginning"
     bad = [f"{k}={v}" for k, v in metrics.items() if not math.isfinite(v)]
     if bad and out["status"] != "diverged":  # JSON writes these as null: say why
         note = f"not finite (null in JSON): {', '.join(bad)}; the model overflows on some inputs"

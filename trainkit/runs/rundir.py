@@ -242,7 +242,11 @@ class RunDir:
             self._writer.writeheader()
         self._writer.writerow(row)
         self._csv.flush()
-        self._jsonl.write(json_text(row) + "\n")
+        try:
+            line = json.dumps(row, allow_nan=False)
+        except ValueError:  # a non-finite value: null (rare, so not paid for on every row)
+            line = json_text(row)
+        self._jsonl.write(line + "\n")
         self._jsonl.flush()
 
     def on_epoch(self, row: dict, exp) -> None:
