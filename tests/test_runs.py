@@ -280,7 +280,7 @@ def test_interrupted_run_reports_the_epoch_whose_parameters_it_holds(tmp_path, b
     assert doc["metrics"] == result.metrics and doc["params_epoch"] == 4
 
 
-def test_finished_run_reports_the_best_epoch_it_restored(tmp_path, best_first):
+def test_finished_run_reports_the_best_epoch_it_restored(tmp_path, best_first, cli):
     result = train_into(tmp_path / "run", best_first)
     assert result.status == "completed" and result.params_epoch == 1
     assert result.metrics["val_loss"] == result.history[0]["val_loss"]
@@ -288,6 +288,8 @@ def test_finished_run_reports_the_best_epoch_it_restored(tmp_path, best_first):
     for k, v in result.params.items():  # the checkpoint holds the parameters the run reports
         np.testing.assert_array_equal(arrays[f"param/{k}"], v)
     assert meta["result"]["params_epoch"] == 1
+    r = cli("resume", tmp_path / "run")
+    assert r.code == 0 and "metrics and parameters of epoch 1, the best" in r.stdout
 
 
 def test_resuming_a_run_that_restored_its_best_epoch_continues_from_its_last(tmp_path, write_config):
@@ -374,10 +376,11 @@ def _rewrite_checkpoint(path, drop=(), meta_changes=None):
         {"meta_changes": {"rng": {"shuffle": "nonsense"}}},
         {"meta_changes": {"epoch": "x"}},
         {"meta_changes": {"history": [{"epoch": 1}]}},
+        {"meta_changes": {"config": "nonsense"}},
         {"drop": ("optim/exp_avg",)},
         {"drop": ("param/weight",)},
     ],
-    ids=["no_schedule", "bad_rng", "bad_epoch", "short_history", "no_moments", "no_param"],
+    ids=["no_schedule", "bad_rng", "bad_epoch", "short_history", "bad_config", "no_moments", "no_param"],
 )
 def test_resume_of_a_damaged_checkpoint_exits_2(tmp_path, cli, damage):
     run = tmp_path / "run"

@@ -173,6 +173,8 @@ def render_result(result, console: Console) -> None:
     )
     if result.message:
         console.print(escape(result.message))
+    if result.params_epoch and result.params_epoch != result.epochs_run:
+        console.print(f"metrics and parameters of epoch {result.params_epoch}, the best (early_stopping.restore_best)")
     if result.metrics:
         console.print(metrics_table(result.metrics))
     console.print(params_table(result.params))

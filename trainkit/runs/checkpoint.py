@@ -86,6 +86,8 @@ def load(path: Path) -> tuple[dict[str, np.ndarray], dict]:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.keys()}
         meta = json.loads(str(arrays.pop("meta")))
+        if not isinstance(meta, dict):
+            raise ValueError("its meta is not a mapping")
     except FileNotFoundError:
         raise DataError("no checkpoint here", str(path), "train with --output-dir first") from None
     except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is the same user error
@@ -108,6 +110,8 @@ def check_matches(stored: dict | None, config: dict, path: Path | None = None) -
     (both configs portable: paths relative to the run dir)."""
     if stored is None:  # written before checkpoints kept their config: the shapes are checked
         return
+    if not isinstance(stored, dict):
+        raise DataError("checkpoint is incomplete or damaged (its config)", str(path) if path else None)
     old, new = _leaves(stored), _leaves(config)
     keys = [k for k in dict.fromkeys([*old, *new]) if not k.startswith(RESUMABLE)]
     changed = [k for k in keys if old.get(k) != new.get(k)]
