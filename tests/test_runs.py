@@ -427,13 +427,13 @@ def test_overwrite_replaces_the_old_run_only_once_the_new_one_builds(tmp_path, c
 def test_stale_temp_sweep_removes_only_trainkits_own_temp_files(tmp_path, cli):
     run = tmp_path / "run"
     assert cli("train", CONFIGS / "linreg.yaml", "-o", run, "--set", "train.epochs=3").code == 0
-    mine = [run / ".notes.tmp", run / ".lock", run / ".x.npz.tmp"]
+    mine = [run / ".notes.tmp", run / ".lock", run / ".x.npz.tmp", run / ".config.yaml.my-backup.tmp"]
     for p in mine:
         p.write_text("the user's")
-    (run / ".checkpoint.npz.k2j3h4.tmp").write_bytes(b"half a checkpoint")
+    (run / ".checkpoint.npz.k2j3h4_x.tmp").write_bytes(b"half a checkpoint")
     assert cli("train", CONFIGS / "linreg.yaml", "-o", run, "--set", "train.epochs=3", "--overwrite").code == 0
     assert all(p.read_text() == "the user's" for p in mine)
-    assert not (run / ".checkpoint.npz.k2j3h4.tmp").exists()
+    assert not (run / ".checkpoint.npz.k2j3h4_x.tmp").exists()
 
 
 def test_a_run_killed_before_its_first_checkpoint_can_be_resumed(tmp_path, cli):

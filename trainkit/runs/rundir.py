@@ -188,7 +188,7 @@ class RunDir:
                 "    help: wait for it to finish, or choose another --output-dir"
             ) from None
         for name in FILES:  # temp files of trainkit's own writes, left by a process killed mid-write
-            for stale in self.path.glob(f"{_temp_prefix(name)}*.tmp"):
+            for stale in self.path.glob(f"{_temp_prefix(name)}{'?' * 8}.tmp"):  # mkstemp: 8 random
                 with contextlib.suppress(OSError):
                     stale.unlink()
         self.config: dict | None = None
