@@ -220,6 +220,7 @@ class RunDir:
         the config (also when resuming: a resume may have changed the epochs) and open the
         metrics files, rewritten from the history (on resume: up to the checkpoint)."""
         self._started = True
+        self._last_checkpoint = time.monotonic()  # the interval counts from the first epoch
         if exp.trainer.history and "val_loss" in exp.trainer.history[-1]:
             finite = [r["val_loss"] for r in exp.trainer.history if math.isfinite(r["val_loss"])]
             self._best = min(finite, default=None)
