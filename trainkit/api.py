@@ -265,18 +265,9 @@ def _train(loaded: LoadedConfig, run_dir, on_epoch, on_start, t0: float) -> RunR
         path = run_dir.path / "checkpoint.npz"
         checkpoint.check_matches(meta.get("config"), portable_config(resolved, loaded.base_dir, run_dir.path), path)
         checkpoint.restore(exp, arrays, meta, path)
-        if _finished(tr):
+        if _finished(tr):  # report the run as it ended, and write nothing
             checkpoint.held_params(exp, arrays)
-            ended = meta.get("result") or {"status": "completed", "stop_reason": f"ran all {tr.epoch} epochs"}
-            out = {
-                "status": ended["status"],
-                "stop_reason": ended["stop_reason"],
-                "params_epoch": ended.get("params_epoch", tr.epoch),
-                "message": "already finished, nothing to do",
-                "train_s": 0.0,
-                "epoch_times": [],
-            }
-            return _result(exp, out, resolved, t0, run_dir)
+            return _result(exp, _ended(meta, tr.epoch), resolved, t0, run_dir)
     if on_start:
         on_start(exp)
     if run_dir is not None:
@@ -302,6 +293,21 @@ def _finished(tr: Trainer) -> bool:
     if tr.partial is not None:
         return False
     return tr.epoch >= tr.cfg.epochs or bool(tr.early and tr.early.wait >= tr.early.cfg.patience)
+
+
+def _ended(meta: dict, epochs: int) -> dict:
+    """What fit returned when a finished run ended, from its checkpoint."""
+    ended = meta.get("result")
+    if not isinstance(ended, dict):  # a run that ended before checkpoints recorded how
+        ended = {"status": "completed", "stop_reason": f"ran all {epochs} epochs"}
+    return {
+        "status": ended.get("status", "completed"),
+        "stop_reason": ended.get("stop_reason", ""),
+        "params_epoch": ended.get("params_epoch", epochs),
+        "message": "already finished, nothing to do",
+        "train_s": 0.0,
+        "epoch_times": [],
+    }
 
 
 def _result(exp: Experiment, out: dict, resolved: dict, t0: float, run_dir) -> RunResult:
