@@ -97,7 +97,10 @@ def strict_json(obj):
 
 def json_text(obj, **kw) -> str:
     """Strict JSON text of `obj` (non-finite floats become null)."""
-    return json.dumps(strict_json(obj), allow_nan=False, **kw)
+    try:
+        return json.dumps(obj, allow_nan=False, **kw)
+    except ValueError:  # a non-finite value somewhere: rare, so not searched for every time
+        return json.dumps(strict_json(obj), allow_nan=False, **kw)
 
 
 def portable_config(resolved: dict, base_dir: Path, run_dir: Path) -> dict:
@@ -243,11 +246,7 @@ class RunDir:
             self._writer.writeheader()
         self._writer.writerow(row)
         self._csv.flush()
-        try:
-            line = json.dumps(row, allow_nan=False)
-        except ValueError:  # a non-finite value: null (rare, so not paid for on every row)
-            line = json_text(row)
-        self._jsonl.write(line + "\n")
+        self._jsonl.write(json_text(row) + "\n")
         self._jsonl.flush()
 
     def on_epoch(self, row: dict, exp) -> None:
