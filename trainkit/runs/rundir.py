@@ -29,9 +29,11 @@ from trainkit.runs import checkpoint
 FILES = ("config.yaml", "metrics.csv", "metrics.jsonl", "checkpoint.npz", "best.npz", "summary.json")
 PATH_KEYS = (("data", "path"), ("data", "val_path"), ("data", "test_path"), ("model", "init", "from"))
 LOCK = ".trainkit.lock"
-# Without train.checkpoint_every, a checkpoint is written when an epoch ends at least this
-# long after the last one, and always at the end. Each checkpoint is an fsync'd write: per
-# epoch, they made a 0.14 s run take 2.2 s; every 10 s costs a long run under 1% and a
+# Without train.checkpoint_every, a checkpoint (with best.npz) is written when an epoch ends
+# at least this long after the last one, and always at the end. Each is an fsync'd write:
+# 44 of them (a checkpoint every 50 epochs, best.npz at each improvement) made a 0.14 s
+# linreg run take 2.2 s on a slow disk, ~50 ms each; a 2.9 MB checkpoint (a 235k-parameter
+# MLP with Adam) takes 5-11 ms here. Every 10 s costs a long run well under 1%, and a
 # SIGKILL loses at most 10 s of work (SIGINT/SIGTERM always checkpoint).
 CHECKPOINT_SECONDS = 10.0
 
