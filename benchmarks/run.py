@@ -32,6 +32,7 @@ TARGETS = {
     "mlp1024_gemm_share": 0.65,
     "mlp128_vs_sklearn": 0.55,
     "tiny_vs_torch": 0.15,
+    "tiny_overhead_us": 12.0,
     "help_vs_numpy": 2.0,
 }
 
@@ -131,7 +132,7 @@ def mlp_flops(n: int = 60_000, sizes=(784, 256, 128, 10)) -> float:
 
 
 def bench_tiny(rounds: int, notes: list[str]) -> dict:
-    peers = ["trainkit", "trainkit-same-work"] + (["torch"] if have("torch") else [])
+    peers = ["trainkit", "trainkit-same-work", "numpy"] + (["torch"] if have("torch") else [])
     runs: dict[str, list[float]] = {p: [] for p in peers}
     for _ in range(rounds):
         for p in peers:
@@ -241,6 +242,12 @@ def summarize(res: dict) -> list[dict]:
             "<=",
         ),
         (
+            "tiny, trainkit µs per step − hand-written numpy loop (same work)",
+            None if med(tiny, "numpy") is None else med(tiny, "trainkit-same-work") - med(tiny, "numpy"),
+            TARGETS["tiny_overhead_us"],
+            "<=",
+        ),
+        (
             '`trainkit --help` wall / `python -c "import numpy"` wall',
             ratio(med(st, "trainkit --help"), med(st, "python -c 'import numpy'")),
             TARGETS["help_vs_numpy"],
@@ -310,6 +317,7 @@ def markdown(res: dict, summary: list[dict]) -> str:
     labels = {
         "trainkit": "trainkit, as configured (validation split + r2/mae each epoch)",
         "trainkit-same-work": "trainkit, the torch loop's work (100 samples, loss only)",
+        "numpy": "hand-written numpy loop (same work as the line above it)",
         "torch": "torch autograd + torch.optim.SGD",
     }
     for k, s in res["tiny"].items():

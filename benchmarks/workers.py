@@ -191,6 +191,27 @@ def tiny_trainkit(steps: int, same_work: bool) -> dict:
     return {"us_per_step": r.timing["train_s"] / steps * 1e6, "weight": r.params["weight"].tolist()}
 
 
+def tiny_numpy(steps: int) -> dict:
+    """The bare numpy loop for trainkit-same-work: forward, mse, gradient, update. Their
+    difference is trainkit's bookkeeping per step (history, metric sums, checks)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 1, (100, 1))
+    y = 3 * X + 2 + rng.uniform(0, 1, (100, 1))
+    for _warmup_then_measure in range(2):
+        W, b = np.zeros((1, 1)), np.zeros(1)
+        t = time.perf_counter()
+        for _ in range(steps):
+            d = X @ W.T + b - y
+            loss = float(np.vdot(d, d)) / d.size
+            g = (2.0 / d.size) * d
+            W -= 0.5 * (g.T @ X)
+            b -= 0.5 * g.sum(axis=0)
+        elapsed = time.perf_counter() - t
+    return {"us_per_step": elapsed / steps * 1e6, "weight": W.tolist(), "loss": loss}
+
+
 def tiny_torch(steps: int) -> dict:
     import numpy as np
     import torch
@@ -301,7 +322,12 @@ def main(argv: list[str]) -> None:
             out = mlp_sklearn(batch, epochs)
     elif kind == "tiny":
         lib, steps = args[0], int(args[1])
-        out = tiny_torch(steps) if lib == "torch" else tiny_trainkit(steps, lib == "trainkit-same-work")
+        if lib == "torch":
+            out = tiny_torch(steps)
+        elif lib == "numpy":
+            out = tiny_numpy(steps)
+        else:
+            out = tiny_trainkit(steps, lib == "trainkit-same-work")
     elif kind == "threads":
         out = threads_trainkit(args[0], int(args[1]))
     elif kind == "gelu":

@@ -329,3 +329,67 @@ def test_no_color_and_dumb_terminals_get_plain_output(tmp_path):
             env={**os.environ, **env},
         )
         assert r.returncode == 0 and "\x1b[" not in r.stdout and "epoch 1000/1000" in r.stdout
+
+
+# ------------------------------------------------------------------ strict JSON, tables, pipes
+
+
+# One float32 step with this rate overflows the bias to inf.
+OVERFLOW = ("--set", "optimizer.lr=1e38", "--set", "train.dtype=float32")
+
+
+def _strict(text: str):
+    def refuse(name):
+        raise AssertionError(f"not strict JSON: {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_outputs_are_strict_when_values_are_not_finite(tmp_path, cli):
+    """A diverged run's parameters are NaN/inf; a float32 validation set with one huge
+    input overflows val_loss to inf while training goes on."""
+    r = cli("train", CONFIGS / "linreg.yaml", *OVERFLOW, "--json")
+    assert r.code == 1
+    doc = _strict(r.stdout)
+    assert doc["status"] == "diverged" and doc["params"]["bias"] == [None]
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(40, 1))
+    np.savez(tmp_path / "train.npz", X=X, y=3 * X[:, 0] + 2)
+    np.savez(tmp_path / "val.npz", X=np.array([[0.5], [1e20]]), y=np.array([3.5, 5.0]))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "data: {name: npz, path: train.npz, val_path: val.npz}\nmodel: linear\n"
+        "optimizer: {name: gd, lr: 0.1}\ntrain: {epochs: 3}\n"
+    )
+    run = tmp_path / "run"
+    r = cli("train", cfg, "-d", run, "--json")
+    assert r.code == 0, r.stderr
+    doc = _strict(r.stdout)
+    assert doc["metrics"]["val_loss"] is None and "val_loss" in doc["message"]
+    assert _strict((run / "summary.json").read_text())["metrics"]["val_loss"] is None
+    rows = [_strict(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(row["val_loss"] is None for row in rows)
+
+
+def test_human_tables_show_nan_and_inf(cli):
+    r = cli("train", CONFIGS / "linreg.yaml", *OVERFLOW, "--progress", "none")
+    assert r.code == 1
+    table = r.stdout[r.stdout.index("parameters") :]
+    assert re.search(r"bias +│ \(1,\) +│ \[inf\] ", table), table  # not eaten as rich markup
+
+
+def test_a_closed_pipe_exits_quietly(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trainkit", "train", str(CONFIGS / "linreg.yaml"), "--progress", "plain"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proc.stdout.readline()  # as `| head -1` does, then goes away
+    proc.stdout.close()
+    err = proc.stderr.read()
+    proc.wait(timeout=60)
+    assert proc.returncode == 141, err
+    assert "Traceback" not in err and "Exception ignored" not in err

@@ -13,8 +13,9 @@ import time
 
 import numpy as np
 import pytest
-from conftest import CONFIGS, ROOT
+from conftest import CONFIGS, ROOT, run_process
 
+import trainkit
 from trainkit import api
 from trainkit.config import load_config
 from trainkit.runs import checkpoint
@@ -244,3 +245,303 @@ def test_trainkit_train_api_result_matches_summary(tmp_path, stateful):
     result = train_into(tmp_path / "r", stateful)
     doc = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert doc["params"] == {k: v.tolist() for k, v in result.params.items()}
+
+
+# ------------------------------------------------------------------ restore-best, decided once
+
+# Early stopping that "improves" only on the first epoch (val_loss is falling, mode max):
+# the best epoch is 1, so best and last parameters always differ.
+BEST_FIRST = """
+seed: 0
+data: {name: linear, n_samples: 60, val_fraction: 0.25}
+model: {name: linear}
+optimizer: {name: adam, lr: 0.05}
+train:
+  epochs: 6
+  batch_size: 15
+  dtype: float64
+  early_stopping: {monitor: val_loss, mode: max, patience: 100}
+"""
+
+
+@pytest.fixture
+def best_first(write_config):
+    return write_config(BEST_FIRST, "best_first.yaml")
+
+
+def test_interrupted_run_reports_the_epoch_whose_parameters_it_holds(tmp_path, best_first):
+    result = train_into(tmp_path / "run", best_first, stop_after_epoch=4)
+    assert result.status == "interrupted" and result.best_epoch == 1
+    assert result.metrics["val_loss"] == result.history[3]["val_loss"]  # not the best epoch's
+    assert result.metrics["train_loss"] == result.history[3]["train_loss"]
+    assert result.params_epoch == 4
+    doc = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert doc["metrics"] == result.metrics and doc["params_epoch"] == 4
+
+
+def test_finished_run_reports_the_best_epoch_it_restored(tmp_path, best_first, cli):
+    result = train_into(tmp_path / "run", best_first)
+    assert result.status == "completed" and result.params_epoch == 1
+    assert result.metrics["val_loss"] == result.history[0]["val_loss"]
+    arrays, meta = checkpoint.load(tmp_path / "run" / "checkpoint.npz")
+    for k, v in result.params.items():  # the checkpoint holds the parameters the run reports
+        np.testing.assert_array_equal(arrays[f"param/{k}"], v)
+    assert meta["result"]["params_epoch"] == 1
+    r = cli("resume", tmp_path / "run")
+    assert r.code == 0 and "metrics and parameters of epoch 1, the best" in r.stdout
+
+
+def test_resuming_a_run_that_restored_its_best_epoch_continues_from_its_last(tmp_path, write_config):
+    """The optimizer's moments belong to the last epoch's parameters: 6 epochs + resume to 9
+    must equal 9 epochs straight, row by row."""
+    straight = train_into(tmp_path / "a", write_config(BEST_FIRST.replace("epochs: 6", "epochs: 9"), "nine.yaml"))
+    six = write_config(BEST_FIRST, "six.yaml")
+    train_into(tmp_path / "b", six)
+    resumed = api.train(tmp_path / "b" / "config.yaml", ["train.epochs=9"], resume=True)
+    assert resumed.epochs_run == 9
+    assert resumed.history == straight.history
+    assert read(tmp_path / "b") == read(tmp_path / "a")
+
+
+# ------------------------------------------------------------------ resume is honest
+
+
+def test_resuming_a_finished_run_has_nothing_to_do(tmp_path, cli, write_config):
+    early = write_config(BEST_FIRST.replace("patience: 100", "patience: 2"), "early.yaml")
+    for config, status, epochs in ((early, "early_stopped", 3), (CONFIGS / "linreg.yaml", "completed", 5)):
+        run = tmp_path / status
+        assert cli("train", config, "-d", run, "--set", "train.epochs=5").code == 0
+        files = {f: (run / f).read_bytes() for f in ("metrics.jsonl", "checkpoint.npz", "summary.json", "config.yaml")}
+        for _ in range(2):
+            r = cli("resume", run, "--json")
+            assert r.code == 0, r.stderr
+            assert r.json["status"] == status and r.json["epochs_run"] == epochs
+            assert r.json["message"] == "already finished, nothing to do"
+            assert r.json["metrics"] == json.loads(files["summary.json"])["metrics"]
+        assert {f: (run / f).read_bytes() for f in files} == files  # nothing rewritten
+        r = cli("resume", run)
+        assert r.code == 0 and "already finished, nothing to do" in r.stdout
+
+
+def test_resume_with_more_epochs_rewrites_the_config(tmp_path, cli):
+    run = tmp_path / "run"
+    assert cli("train", CONFIGS / "linreg.yaml", "-d", run, "--set", "train.epochs=5").code == 0
+    r = cli("resume", run, "--set", "train.epochs=8", "--json")
+    assert r.code == 0 and r.json["epochs_run"] == 8
+    saved = load_config(run / "config.yaml").config
+    assert saved.train.epochs == 8  # the run dir describes the run it holds
+    assert cli("resume", run, "--json").json["message"] == "already finished, nothing to do"
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("optimizer={name: sgd, lr: 0.1}", "optimizer adam vs sgd"),
+        ("model.hidden=[8]", "model.hidden [4] vs [8]"),
+        ("schedule={name: step, step_size: 2}", "schedule (none) vs step"),
+        ("seed=5", "seed 0 vs 5"),
+    ],
+)
+def test_resume_refuses_a_config_the_checkpoint_cannot_honour(tmp_path, cli, write_config, override, message):
+    config = write_config(
+        "seed: 0\ndata: {name: moons, n_samples: 60}\nmodel: {name: mlp, hidden: [4]}\n"
+        "optimizer: {name: adam, lr: 0.01}\ntrain: {epochs: 4, batch_size: 16}\n"
+    )
+    run = tmp_path / "run"
+    assert cli("train", config, "-d", run, "--set", "train.epochs=2").code == 0
+    before = (run / "config.yaml").read_bytes()
+    r = cli("resume", run, "--set", override, "--set", "train.epochs=4")
+    assert r.code == 2 and r.stdout == ""
+    assert f"checkpoint does not match the config: {message}" in r.stderr and "Traceback" not in r.stderr
+    assert (run / "config.yaml").read_bytes() == before
+
+
+def _rewrite_checkpoint(path, drop=(), meta_changes=None):
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.keys() if k not in drop}
+    meta = json.loads(str(arrays.pop("meta")))
+    for k, v in (meta_changes or {}).items():
+        if v is None:
+            meta.pop(k)
+        else:
+            meta[k] = v
+    np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"meta_changes": {"schedule": None}},
+        {"meta_changes": {"rng": {"shuffle": "nonsense"}}},
+        {"meta_changes": {"epoch": "x"}},
+        {"meta_changes": {"history": [{"epoch": 1}]}},
+        {"meta_changes": {"config": "nonsense"}},
+        {"drop": ("optim/exp_avg",)},
+        {"drop": ("param/weight",)},
+    ],
+    ids=["no_schedule", "bad_rng", "bad_epoch", "short_history", "bad_config", "no_moments", "no_param"],
+)
+def test_resume_of_a_damaged_checkpoint_exits_2(tmp_path, cli, damage):
+    run = tmp_path / "run"
+    args = ("train", CONFIGS / "linreg.yaml", "-d", run, "--set", "optimizer={name: adam, lr: 0.1}")
+    assert cli(*args, "--set", "train.epochs=3", "--set", "train.batch_size=16").code == 0
+    _rewrite_checkpoint(run / "checkpoint.npz", **damage)
+    r = cli("resume", run, "--set", "train.epochs=5")
+    assert r.code == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "checkpoint" in r.stderr and str(run / "checkpoint.npz") in r.stderr
+
+
+# ------------------------------------------------------------------ where a run goes
+
+
+def test_saved_config_reruns_into_its_own_run_dir_from_any_directory(tmp_path):
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    here.mkdir()
+    elsewhere.mkdir()
+    config = here / "linreg.yaml"
+    config.write_text((CONFIGS / "linreg.yaml").read_text())
+    args = ("--set", "train.epochs=5", "--json")
+    env = {"PYTHONPATH": str(ROOT)}  # run from other folders: find this checkout's trainkit
+    first = run_process("train", "linreg.yaml", "-d", "runs/a", *args, cwd=here, env=env)
+    assert first.code == 0, first.stderr
+    saved = here / "runs" / "a" / "config.yaml"
+    r = run_process("train", saved, cwd=elsewhere, env=env)
+    assert r.code == 2 and "already holds a run" in r.stderr  # the same run, not a new one elsewhere
+    r = run_process("train", saved, "--overwrite", *args, cwd=elsewhere, env=env)
+    assert r.code == 0, r.stderr
+    assert r.json["params"] == first.json["params"] and r.json["run_dir"] == str(saved.parent.resolve())
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_overwrite_replaces_the_old_run_only_once_the_new_one_builds(tmp_path, cli, write_config):
+    run = tmp_path / "run"
+    assert cli("train", CONFIGS / "linreg.yaml", "-d", run, "--set", "train.epochs=3").code == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    bad = write_config("data: {name: npz, path: missing.npz}\nmodel: linear\noptimizer: sgd\n")
+    r = cli("train", bad, "-d", run, "--overwrite")
+    assert r.code == 2 and "missing.npz" in r.stderr
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+def test_stale_temp_sweep_removes_only_trainkits_own_temp_files(tmp_path, cli):
+    run = tmp_path / "run"
+    assert cli("train", CONFIGS / "linreg.yaml", "-d", run, "--set", "train.epochs=3").code == 0
+    mine = [run / ".notes.tmp", run / ".lock", run / ".x.npz.tmp", run / ".config.yaml.my-backup.tmp"]
+    for p in mine:
+        p.write_text("the user's")
+    (run / ".checkpoint.npz.k2j3h4_x.tmp").write_bytes(b"half a checkpoint")
+    assert cli("train", CONFIGS / "linreg.yaml", "-d", run, "--set", "train.epochs=3", "--overwrite").code == 0
+    assert all(p.read_text() == "the user's" for p in mine)
+    assert not (run / ".checkpoint.npz.k2j3h4_x.tmp").exists()
+
+
+def test_a_run_killed_before_its_first_checkpoint_can_be_resumed(tmp_path, cli):
+    """As SIGKILL during the first epochs leaves it: config and metrics, no checkpoint."""
+    run = tmp_path / "run"
+    straight = cli("train", CONFIGS / "linreg.yaml", "-d", run, "--set", "train.epochs=5", "--json").json
+    (run / "checkpoint.npz").unlink()
+    (run / "summary.json").unlink()
+    r = cli("train", CONFIGS / "linreg.yaml", "-d", run, "--set", "train.epochs=5")
+    assert r.code == 2 and "--resume" in r.stderr
+    r = cli("resume", run, "--json")  # starts it again: there is nothing to continue
+    assert r.code == 0, r.stderr
+    assert "started again from the beginning" in r.json["message"]
+    assert r.json["params"] == straight["params"] and r.json["history"] == straight["history"]
+    assert checkpoint.load(run / "checkpoint.npz")[1]["epoch"] == 5
+
+
+def test_a_config_error_leaves_no_empty_run_dir(tmp_path, cli, write_config):
+    bad = write_config("data: {name: npz, path: missing.npz}\nmodel: linear\noptimizer: sgd\n")
+    assert cli("train", bad, "-d", tmp_path / "new" / "run").code == 2
+    assert not (tmp_path / "new" / "run").exists()
+
+
+# ------------------------------------------------------------------ write failures
+
+
+def test_output_dir_under_a_file_exits_2(tmp_path, cli):
+    (tmp_path / "afile").write_text("x")
+    for target in (tmp_path / "afile", tmp_path / "afile" / "run"):
+        r = cli("train", CONFIGS / "linreg.yaml", "-d", target)
+        assert r.code == 2 and "Traceback" not in r.stderr
+        assert str(target) in r.stderr and "help:" in r.stderr
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_disk_full_exits_2_and_keeps_the_last_checkpoint(tmp_path, cli, monkeypatch):
+    import errno
+
+    run = tmp_path / "run"
+    real_fsync, calls = os.fsync, []
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) > 4:  # config.yaml, then checkpoints (and best.npz) of epochs 1, 2 ...
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    r = cli("train", CONFIGS / "linreg.yaml", "-d", run, "--set", "train.checkpoint_every=1", "--json")
+    assert r.code == 2 and r.json["status"] == "error"
+    message = r.json["error"]["message"]
+    assert str(run) in message and "No space left" in message and "disk is full" in message
+    assert "trainkit resume" in message
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    arrays, meta = checkpoint.load(run / "checkpoint.npz")  # the last good one, complete
+    assert meta["epoch"] >= 1 and not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+    r = cli("resume", run, "--set", "train.epochs=" + str(meta["epoch"] + 2), "--json")
+    assert r.code == 0 and r.json["epochs_run"] == meta["epoch"] + 2
+
+
+@pytest.mark.parametrize(
+    "err,hint",
+    [("EROFS", "read-only"), ("EACCES", "not writable"), ("ENOENT", "does not exist"), ("EDQUOT", "quota")],
+)
+def test_unwritable_run_dir_exits_2_with_a_hint(tmp_path, cli, monkeypatch, err, hint):
+    """chmod does not stop root, so the refusal of the file system is simulated (ENOENT: the
+    folder was removed while the run was being built)."""
+    import errno
+    import tempfile
+
+    def refuse(*a, **k):
+        raise OSError(getattr(errno, err), os.strerror(getattr(errno, err)))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    r = cli("train", CONFIGS / "linreg.yaml", "-d", tmp_path / "run")
+    assert r.code == 2 and "Traceback" not in r.stderr
+    assert str(tmp_path / "run" / "config.yaml") in r.stderr and hint in r.stderr
+
+
+# ------------------------------------------------------------------ run policy in the API
+
+
+def test_python_api_follows_the_run_policy_of_the_cli(tmp_path, write_config):
+    run = tmp_path / "run"
+    config = write_config((CONFIGS / "linreg.yaml").read_text() + f"output: {{dir: {run}}}\n")
+    first = trainkit.train(config, ["train.epochs=5"])
+    assert first.run_dir == str(run) and (run / "summary.json").is_file()
+    with pytest.raises(RunDirError, match="refusing to overwrite"):
+        trainkit.train(config, ["train.epochs=5"])
+    again = trainkit.train(config, ["train.epochs=5"], overwrite=True)
+    assert again.history == first.history
+    more = trainkit.train(config, ["train.epochs=7"], resume=True)
+    assert more.epochs_run == 7 and more.history[:5] == first.history
+    assert trainkit.train(config, ["train.epochs=7"], resume=True).message == "already finished, nothing to do"
+    other = trainkit.train(config, ["train.epochs=2"], output_dir=tmp_path / "other")
+    assert other.run_dir == str(tmp_path / "other") and (tmp_path / "other" / "checkpoint.npz").is_file()
+
+
+def test_tiny_runs_checkpoint_by_time_not_every_epoch(tmp_path, monkeypatch):
+    """1000 one-step epochs: a handful of fsync'd writes, not one per epoch or improvement."""
+    from trainkit.runs import rundir
+
+    writes = []
+    real = rundir.atomic_write
+    monkeypatch.setattr(rundir, "atomic_write", lambda path, data: (writes.append(path.name), real(path, data)))
+    result = trainkit.train(CONFIGS / "linreg.yaml", output_dir=tmp_path / "run")
+    assert result.epochs_run == 1000
+    assert sorted(writes) == ["best.npz", "checkpoint.npz", "config.yaml", "summary.json"]
+    best = int(np.argmin([r["val_loss"] for r in result.history])) + 1
+    at_best = trainkit.train(CONFIGS / "linreg.yaml", [f"train.epochs={best}"]).params
+    with np.load(tmp_path / "run" / "best.npz") as f:  # still the best epoch's parameters
+        assert f["weight"] == at_best["weight"] and f["bias"] == at_best["bias"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import statistics
 import threading
@@ -219,15 +220,55 @@ def train(
     on_epoch: Callable[[dict], None] | None = None,
     on_start: Callable[[Experiment], None] | None = None,
     run_dir=None,
+    *,
+    output_dir: str | Path | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
 ) -> RunResult:
     """Train from a config (a path or a LoadedConfig) and return the RunResult.
 
-    `on_start(experiment)` runs once everything is built; `on_epoch(row)` after each epoch.
-    `run_dir` (a trainkit.runs.rundir.RunDir) receives the files of the run."""
+    The run's files go to `output_dir`, else the config's output.dir (none: no files). An
+    existing run there is refused unless `overwrite` (it is deleted once the new run has
+    built cleanly) or `resume` (continue it from its checkpoint; a finished run is returned
+    as it is, with the message "already finished, nothing to do"). `run_dir` (an open
+    trainkit.runs.rundir.RunDir) overrides all three.
+    `on_start(experiment)` runs once everything is built; `on_epoch(row)` after each epoch."""
+    from trainkit.runs.rundir import RunDir, run_dir_for
+
     t0 = time.perf_counter()
     loaded = config if isinstance(config, LoadedConfig) else load_config(config, overrides)
+    own = run_dir is None
+    if own:
+        where = run_dir_for(loaded, output_dir, resume)
+        if where is not None:
+            run_dir = RunDir(
+                where,
+                overwrite=overwrite or loaded.config.output.overwrite,
+                resume=resume,
+                checkpoint_every=loaded.config.train.checkpoint_every,
+            )
+    try:
+        return _train(loaded, run_dir, on_epoch, on_start, t0)
+    finally:
+        if own and run_dir is not None:
+            run_dir.close()
+
+
+def _train(loaded: LoadedConfig, run_dir, on_epoch, on_start, t0: float) -> RunResult:
+    from trainkit.runs import checkpoint
+    from trainkit.runs.rundir import portable_config
+
     exp = build(loaded)
     resolved = loaded.resolved()
+    tr = exp.trainer
+    if run_dir is not None and run_dir.resume:
+        arrays, meta = run_dir.load_checkpoint()
+        path = run_dir.path / "checkpoint.npz"
+        checkpoint.check_matches(meta.get("config"), portable_config(resolved, loaded.base_dir, run_dir.path), path)
+        checkpoint.restore(exp, arrays, meta, path)
+        if _finished(tr):  # report the run as it ended, and write nothing
+            checkpoint.held_params(exp, arrays)
+            return _result(exp, _ended(meta, tr.epoch), resolved, t0, run_dir)
     if on_start:
         on_start(exp)
     if run_dir is not None:
@@ -240,20 +281,56 @@ def train(
             on_epoch(row)
 
     a = exp.arrays
-    with _stop_on_signals(exp.trainer), blas_threads(exp.threads):
-        out = exp.trainer.fit(a["X_train"], a["T_train"], a.get("X_val"), a.get("T_val"), on_epoch=epoch_hook)
-    tr = exp.trainer
+    with _stop_on_signals(tr), blas_threads(exp.threads):
+        out = tr.fit(a["X_train"], a["T_train"], a.get("X_val"), a.get("T_val"), on_epoch=epoch_hook)
+    result = _result(exp, out, resolved, t0, run_dir)
+    if run_dir is not None:
+        run_dir.finish(result, exp)
+    return result
+
+
+def _finished(tr: Trainer) -> bool:
+    """A restored run with nothing left to do: all its epochs run, or early stopping ended it."""
+    if tr.partial is not None:
+        return False
+    return tr.epoch >= tr.cfg.epochs or bool(tr.early and tr.early.wait >= tr.early.cfg.patience)
+
+
+def _ended(meta: dict, epochs: int) -> dict:
+    """What fit returned when a finished run ended, from its checkpoint."""
+    ended = meta.get("result")
+    if not isinstance(ended, dict):  # a run that ended before checkpoints recorded how
+        ended = {"status": "completed", "stop_reason": f"ran all {epochs} epochs"}
+    return {
+        "status": ended.get("status", "completed"),
+        "stop_reason": ended.get("stop_reason", ""),
+        "params_epoch": ended.get("params_epoch", epochs),
+        "message": "already finished, nothing to do",
+        "train_s": 0.0,
+        "epoch_times": [],
+    }
+
+
+def _result(exp: Experiment, out: dict, resolved: dict, t0: float, run_dir) -> RunResult:
+    """The RunResult of a fit: metrics are those of the epoch whose parameters the network
+    holds (out["params_epoch"]), plus the test split evaluated on those parameters."""
+    tr, a = exp.trainer, exp.arrays
     history = tr.history
-    metrics = dict(history[-1]) if history else {}
-    best_epoch = tr.early.best_epoch if tr.early else None
-    if tr.early and tr.early.cfg.restore_best and best_epoch and out["status"] != "diverged":
-        metrics = dict(history[best_epoch - 1])
+    at = out["params_epoch"]
+    metrics = dict(history[at - 1]) if at else dict(history[-1]) if history else {}
     if "X_test" in a and out["status"] != "diverged":
         metrics.update(tr.evaluate(a["X_test"], a["T_test"], "test"))
     metrics.pop("epoch", None)
     metrics.pop("lr", None)
+    message = out["message"]
+    if run_dir is not None and run_dir.fresh_start:
+        message = "there was no checkpoint to resume from: the run started again from the beginning"
+    bad = [f"{k}={v}" for k, v in metrics.items() if not math.isfinite(v)]
+    if bad and out["status"] != "diverged":  # JSON writes these as null: say why
+        note = f"not finite (null in JSON): {', '.join(bad)}; the model overflows on some inputs"
+        message = f"{message}; {note}" if message else note
     times = out["epoch_times"]
-    result = RunResult(
+    return RunResult(
         status=out["status"],
         epochs_run=tr.epoch,
         metrics=metrics,
@@ -266,14 +343,13 @@ def train(
             "epoch_s": times,
         },
         stop_reason=out["stop_reason"],
-        best_epoch=best_epoch,
-        message=out["message"],
+        best_epoch=tr.early.best_epoch if tr.early else None,
+        message=message,
         info=exp.info,
         config=resolved,
+        params_epoch=at,
+        run_dir=str(run_dir.path) if run_dir is not None else None,
     )
-    if run_dir is not None:
-        run_dir.finish(result, exp)
-    return result
 
 
 __all__ += ["ConfigError", "DataError"]

@@ -9,7 +9,6 @@ Exit codes: 0 finished, 1 diverged, 2 bad usage / config / data, 130 SIGINT, 143
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 from enum import Enum
@@ -64,8 +63,23 @@ class ProgressMode(str, Enum):
 
 
 def _emit_json(doc: dict) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-    sys.stdout.flush()
+    from trainkit.runs.rundir import json_text
+
+    try:
+        sys.stdout.write(json_text(doc, indent=2) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _closed_pipe()
+
+
+def _closed_pipe():
+    """The reader went away (`trainkit train ... | head -1`): stop quietly with the shell's
+    code for a closed pipe (128 + SIGPIPE), not a traceback or the "diverged" code."""
+    try:  # nothing left to flush into the closed pipe at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file (tests capture stdout)
+        pass
+    raise typer.Exit(141)
 
 
 def _fail(err, as_json: bool):
@@ -103,22 +117,6 @@ OutOpt = typer.Option(
 ProgressOpt = typer.Option(ProgressMode.auto, "--progress", help="auto: a bar on terminals, plain lines elsewhere.")
 
 
-def _run_dir_for(config: Path, loaded, output_dir: Optional[Path], resume: bool):
-    """Where the run's files go: --output-dir, else output.dir; for --resume also the
-    folder of a run's own config.yaml."""
-    if output_dir is not None:
-        return output_dir
-    if resume and (config.parent / "checkpoint.npz").exists():
-        return config.parent
-    if resume and not loaded.config.output.dir:
-        from trainkit.runs.rundir import RunDirError
-
-        raise RunDirError(
-            f"{config}: --resume needs a run directory\n    help: pass --output-dir, or resume RUN_DIR/config.yaml"
-        )
-    return loaded.config.output.dir
-
-
 def _train(config: Path, overrides, seed, output_dir, overwrite, resume, as_json, progress, print_config=False):
     from trainkit import api
     from trainkit.config import dump_yaml
@@ -136,32 +134,30 @@ def _train(config: Path, overrides, seed, output_dir, overwrite, resume, as_json
         mode = choose_mode(mode, out)
         console = make_console(out, plain=mode != "bar")
         cfg = loaded.config
-        run_dir = None
-        where = _run_dir_for(config, loaded, output_dir, resume)
-        if where:
-            from trainkit.runs.rundir import RunDir
-
-            every = cfg.train.checkpoint_every or max(1, math.ceil(cfg.train.epochs / 20))
-            run_dir = RunDir(where, overwrite=overwrite or cfg.output.overwrite, resume=resume, checkpoint_every=every)
-        try:
-            with Progress(mode, out, cfg.train.epochs, cfg.train.log_every) as prog:
-                result = api.train(loaded, on_epoch=prog.update, on_start=prog.start, run_dir=run_dir)
-        finally:
-            if run_dir is not None:
-                run_dir.close()
+        with Progress(mode, out, cfg.train.epochs, cfg.train.log_every) as prog:
+            result = api.train(
+                loaded,
+                on_epoch=prog.update,
+                on_start=prog.start,
+                output_dir=output_dir,
+                overwrite=overwrite,
+                resume=resume,
+            )
+        if as_json:
+            _emit_json(result.to_dict())
+        if not as_json or mode != "none":
+            render_result(result, console)
+            if result.run_dir is not None:
+                console.print(f"run saved to {result.run_dir}/")
     except TrainkitError as err:
         _fail(err, as_json)
-    if as_json:
-        _emit_json(result.to_dict())
-    if not as_json or mode != "none":
-        render_result(result, console)
-        if run_dir is not None:
-            console.print(f"run saved to {run_dir.path}/")
+    except BrokenPipeError:
+        _closed_pipe()
     if result.status == "diverged":
         raise typer.Exit(EXIT_DIVERGED)
     if result.status == "interrupted":
-        if run_dir is not None:
-            print(f"checkpoint saved; resume with: trainkit resume {run_dir.path}", file=sys.stderr)
+        if result.run_dir is not None:
+            print(f"checkpoint saved; resume with: trainkit resume {result.run_dir}", file=sys.stderr)
         raise typer.Exit(EXIT_SIGTERM if "SIGTERM" in result.stop_reason else EXIT_SIGINT)
 
 

@@ -54,6 +54,9 @@ class MetricAccumulator:
             names = [m for m in DEFAULT_METRICS[task] if m != loss_name]
         self.names = tuple(names)
         self.sst = sst
+        self._sst = None if sst is None else np.ravel(sst).tolist()
+        self._sse = "mse" in self.names or "r2" in self.names
+        self._sae = "mae" in self.names
         self.loss_sum = 0.0
         self.n = 0
         self.sums: dict[str, float] = {}
@@ -79,11 +82,14 @@ class MetricAccumulator:
         s = self.sums
         if self.task == "regression":
             d = pred - target.reshape(pred.shape)
-            if "mse" in self.names or "r2" in self.names:
-                sse = to_numpy(xp.einsum("ij,ij->j", d, d)).astype(np.float64)
+            if self._sse:  # per output (an array), or a float for one output: a dot product
+                if d.shape[1] == 1:
+                    sse = float(xp.vdot(d, d))
+                else:
+                    sse = np.asarray(to_numpy(xp.square(d).sum(axis=0)), dtype=np.float64)
                 s["sse"] = s["sse"] + sse if "sse" in s else sse
-            if "mae" in self.names:
-                s["sae"] = s.get("sae", 0.0) + float(xp.abs(d).sum())
+            if self._sae:
+                s["sae"] = s.get("sae", 0.0) + float(xp.abs(d, out=d).sum())
             s["outputs"] = pred.shape[1]
         else:
             labels, truth = self.head.labels(pred), true_labels(target)
@@ -99,14 +105,16 @@ class MetricAccumulator:
         n = max(self.n, 1)
         out = {f"{split}_loss": self.loss_sum / n if self.loss_is_mean else self.loss_sum}
         s = self.sums
+        sse = s.get("sse", 0.0)
+        sse = sse.tolist() if isinstance(sse, np.ndarray) else [sse]  # per output
         for name in self.names:
             if name == "mse":
-                v = float(np.sum(s["sse"])) / (n * s["outputs"])
+                v = sum(sse) / (n * s["outputs"])
             elif name == "mae":
                 v = s["sae"] / (n * s["outputs"])
             elif name == "r2":
-                sst = self.sst if self.sst is not None else np.ones_like(s["sse"])
-                r2 = [1.0 - e / t if t > 0 else 0.0 for e, t in zip(s["sse"].tolist(), np.ravel(sst).tolist())]
+                sst = self._sst if self._sst is not None else [1.0] * s["outputs"]
+                r2 = [1.0 - e / t if t > 0 else 0.0 for e, t in zip(sse, sst)]
                 v = sum(r2) / len(r2)
             elif name == "accuracy":
                 v = s["correct"] / n

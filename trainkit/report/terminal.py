@@ -12,6 +12,7 @@ from typing import IO
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 SMALL_MODEL = 24  # parameters: up to this many are printed in full
@@ -122,7 +123,7 @@ def params_table(params: dict[str, np.ndarray]) -> Table:
         table.add_column("value")
         for k, v in params.items():
             text = np.array2string(v, precision=4, separator=", ", suppress_small=True)
-            table.add_row(k, str(tuple(v.shape)), text)
+            table.add_row(k, str(tuple(v.shape)), escape(text))  # "[inf]" is not a style tag
     else:
         for col in ("mean", "std", "L2 norm"):
             table.add_column(col, justify="right")
@@ -167,11 +168,13 @@ STATUS_STYLE = {
 def render_result(result, console: Console) -> None:
     style = STATUS_STYLE.get(result.status, "")
     console.print(
-        f"[{style}]{result.status}[/]: {result.stop_reason} "
+        f"[{style}]{result.status}[/]: {escape(result.stop_reason)} "
         f"({result.epochs_run} epochs, {result.timing['train_s']:.2f}s)"
     )
     if result.message:
-        console.print(result.message)
+        console.print(escape(result.message))
+    if result.params_epoch and result.params_epoch != result.epochs_run:
+        console.print(f"metrics and parameters of epoch {result.params_epoch}, the best (early_stopping.restore_best)")
     if result.metrics:
         console.print(metrics_table(result.metrics))
     console.print(params_table(result.params))

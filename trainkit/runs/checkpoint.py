@@ -1,9 +1,13 @@
 """Checkpoints: everything needed to continue a run bit-exactly, in one .npz file.
 
-Arrays: `param/<name>` (by torch state_dict name), `optim/<state>`, `early/best_params`.
+Arrays: `param/<name>` (by torch state_dict name): the parameters the run ended with (the
+best epoch's, when early stopping restored them); `resume/flat`: the last epoch's
+parameters, which the optimizer state belongs to, when they differ; `optim/<state>`,
+`early/best_params`.
 `meta` (a JSON string): epoch, optimizer scalars, schedule and early-stopping state, the
 RNG states (shuffle, dropout, augmentation), a partial epoch if the run stopped mid-epoch,
-the history so far, and the data state (classes, categories, scaling) for evaluate/predict.
+the history so far, the data state (classes, categories, scaling) for evaluate/predict, the
+run's config (checked on resume) and, once the run ended, its `result`.
 Read back with allow_pickle=False: a checkpoint holds data only.
 """
 
@@ -17,6 +21,16 @@ import numpy as np
 
 from trainkit.backend import to_numpy
 from trainkit.errors import DataError
+
+# What a resumed run may change: how long it runs and how it logs. Anything else (model,
+# optimizer, schedule, data, seed, dtype, batch size, ...) would continue a different run.
+RESUMABLE = (
+    "train.epochs",
+    "train.log_every",
+    "train.checkpoint_every",
+    "train.early_stopping.patience",
+    "output.",
+)
 
 FORMAT = 1
 
@@ -50,6 +64,8 @@ def checkpoint_bytes(exp, extra_meta: dict | None = None) -> bytes:
         meta["rng"]["dropout"] = drop[0].bit_generator.state
     if tr.augment_rng is not None:
         meta["rng"]["augment"] = tr.augment_rng.bit_generator.state
+    if tr.last_flat is not None:
+        arrays["resume/flat"] = to_numpy(tr.last_flat)
     if tr.early and tr.early.best_params is not None:
         arrays["early/best_params"] = to_numpy(tr.early.best_params)
     arrays["meta"] = np.array(json.dumps(meta))
@@ -70,6 +86,8 @@ def load(path: Path) -> tuple[dict[str, np.ndarray], dict]:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.keys()}
         meta = json.loads(str(arrays.pop("meta")))
+        if not isinstance(meta, dict):
+            raise ValueError("its meta is not a mapping")
     except FileNotFoundError:
         raise DataError("no checkpoint here", str(path), "train with --output-dir first") from None
     except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is the same user error
@@ -77,8 +95,69 @@ def load(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     return arrays, meta
 
 
-def restore(exp, arrays: dict, meta: dict) -> None:
-    """Put a run back in the state a checkpoint recorded."""
+def _leaves(node, prefix: str = "") -> dict:
+    """{dotted key: value} of a config; lists are values."""
+    if not isinstance(node, dict):
+        return {prefix: node}
+    out = {}
+    for k, v in node.items():
+        out.update(_leaves(v, f"{prefix}{k}." if isinstance(v, dict) else f"{prefix}{k}"))
+    return out
+
+
+def check_matches(stored: dict | None, config: dict, path: Path | None = None) -> None:
+    """Refuse to resume a checkpoint under a config that changes more than RESUMABLE
+    (both configs portable: paths relative to the run dir)."""
+    if stored is None:  # written before checkpoints kept their config: the shapes are checked
+        return
+    if not isinstance(stored, dict):
+        raise DataError("checkpoint is incomplete or damaged (its config)", str(path) if path else None)
+    old, new = _leaves(stored), _leaves(config)
+    keys = [k for k in dict.fromkeys([*old, *new]) if not k.startswith(RESUMABLE)]
+    changed = [k for k in keys if old.get(k) != new.get(k)]
+    renamed = {k[: -len(".name")] for k in changed if k.endswith(".name")}
+    # another optimizer has other keys: say "optimizer adam vs sgd", not every key
+    changed = [k for k in changed if not any(k.startswith(b + ".") and k != b + ".name" for b in renamed)]
+    if not changed:
+        return
+    parts = [f"{k.removesuffix('.name')} {_show(old.get(k))} vs {_show(new.get(k))}" for k in changed[:4]]
+    if len(changed) > 4:
+        parts.append(f"and {len(changed) - 4} more")
+    raise DataError(
+        "checkpoint does not match the config: " + "; ".join(parts),
+        str(path) if path else None,
+        "a resumed run can change train.epochs, train.log_every, train.checkpoint_every and "
+        "train.early_stopping.patience; for anything else start a new run (another --output-dir)",
+    )
+
+
+def _show(v) -> str:
+    return "(none)" if v is None else json.dumps(v) if not isinstance(v, str) else v
+
+
+def restore(exp, arrays: dict, meta: dict, path: Path | None = None) -> None:
+    """Put a run back in the state a checkpoint recorded, ready to continue; a checkpoint
+    with missing or malformed pieces is a DataError."""
+    try:
+        _restore(exp, arrays, meta)
+    except DataError as e:
+        raise DataError(e.message, e.path or (str(path) if path else None), e.hint) from None
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+        what = f"missing {e}" if isinstance(e, KeyError) else str(e)
+        raise DataError(
+            f"checkpoint is incomplete or damaged ({what})",
+            str(path) if path else None,
+            "it was not written by this trainkit for this config; start again with --overwrite",
+        ) from None
+
+
+def held_params(exp, arrays: dict) -> None:
+    """Set the network to the parameters the run ended with (param/<name>)."""
+    for k, v in exp.net.params.items():
+        v[...] = arrays[f"param/{k}"]
+
+
+def _restore(exp, arrays: dict, meta: dict) -> None:
     tr, net = exp.trainer, exp.net
     for k, v in net.params.items():
         key = f"param/{k}"
@@ -89,6 +168,8 @@ def restore(exp, arrays: dict, meta: dict) -> None:
                 "the config changed since the checkpoint was written",
             )
         v[...] = arrays[key]
+    if "resume/flat" in arrays:  # the run ended on its best epoch: continue from its last
+        net.flat[...] = arrays["resume/flat"]
     opt_state = dict(meta["optimizer"])
     opt_state.update({k[len("optim/") :]: v for k, v in arrays.items() if k.startswith("optim/")})
     tr.opt.load_state_dict(opt_state)
@@ -105,3 +186,5 @@ def restore(exp, arrays: dict, meta: dict) -> None:
     tr.epoch = int(meta["epoch"])
     tr.history = list(meta["history"])
     tr.partial = meta["partial"]
+    if not isinstance(tr.history, list) or len(tr.history) != tr.epoch:
+        raise ValueError(f"history has {len(tr.history)} rows for {tr.epoch} epochs")

@@ -19,6 +19,9 @@ from trainkit.backend import to_numpy, xp
 from trainkit.metrics import MetricAccumulator, target_stats
 
 
+_EMPTY_SUMS = {"loss_sum": 0.0, "n": 0, "sums": {}}
+
+
 @dataclass
 class RunResult:
     """What a run produced; `to_dict()` is the `--json` document."""
@@ -34,13 +37,18 @@ class RunResult:
     message: str | None = None
     info: dict[str, Any] = field(default_factory=dict)  # task, sizes, classes
     config: dict[str, Any] = field(default_factory=dict)
+    params_epoch: int | None = None  # the epoch whose parameters `params` are (None: diverged)
+    run_dir: str | None = None
 
     def to_dict(self) -> dict:
+        """The `--json` document. Non-finite numbers (a diverged run's loss or parameters)
+        are left as floats here; writers turn them into null (rundir.json_text)."""
         return {
             "status": self.status,
             "epochs_run": self.epochs_run,
             "stop_reason": self.stop_reason,
             "best_epoch": self.best_epoch,
+            "params_epoch": self.params_epoch,
             "message": self.message,
             "metrics": self.metrics,
             "params": {k: v.tolist() for k, v in self.params.items()},
@@ -48,6 +56,7 @@ class RunResult:
             "timing": self.timing,
             "info": self.info,
             "config": self.config,
+            "run_dir": self.run_dir,
         }
 
 
@@ -116,13 +125,16 @@ class Trainer:
         self.early = EarlyStopping(train_cfg.early_stopping) if train_cfg.early_stopping else None
         self.stop_requested: str | None = None  # set from a signal handler: "SIGINT" / "SIGTERM"
         self.epoch = 0  # epochs completed
+        # The last epoch's parameters, kept when the run ends on its best epoch's: the
+        # optimizer state belongs to these, so a resumed run continues from them.
+        self.last_flat = None
         self.history: list[dict] = []
         # A run stopped mid-epoch keeps where it was (steps done, running sums, the shuffle
         # generator's state at the epoch's start) so that a resume continues bit-exactly.
         self.partial: dict | None = None
         self.per_step_lr = getattr(schedule.cfg, "interval", "epoch") == "step"
         self.last_lr = schedule.lr(0)
-        self._sst: dict[int, tuple] = {}  # id(T) -> (T, r2 denominator)
+        self._accs: dict[int, tuple] = {}  # id(T) -> (T, its MetricAccumulator)
         self._reg_slices = None
         if reg_cfg.l1 or reg_cfg.l2:
             self._reg_slices = [slice(0, net.flat.size)] if reg_cfg.apply_to_bias else net.weight_slices()
@@ -162,22 +174,25 @@ class Trainer:
                 g *= coef
 
     def _accumulator(self, T=None):
-        """Running sums for one epoch on targets T (r2's denominator is computed once per T)."""
-        sst = None
-        if T is not None and self.task == "regression":
-            cached = self._sst.get(id(T))
-            if cached is None or cached[0] is not T:
-                cached = self._sst[id(T)] = (T, target_stats(T))
-            sst = cached[1]
-        return MetricAccumulator(
+        """Empty running sums for one epoch on targets T: one accumulator per split, reused
+        (r2's denominator is computed once per T; a new one per epoch cost a tiny run's step
+        a few microseconds)."""
+        cached = self._accs.get(id(T))
+        if cached is not None and cached[0] is T:
+            cached[1].load_state_dict(_EMPTY_SUMS)
+            return cached[1]
+        sst = target_stats(T) if T is not None and self.task == "regression" else None
+        acc = MetricAccumulator(
             self.task, self.loss_name, self.metric_names, self.loss.cfg.reduction, sst, head=self.head
         )
+        self._accs[id(T)] = (T, acc)
+        return acc
 
     def evaluate(self, X, T, split: str, batch_size: int = 4096) -> dict[str, float]:
         """Loss and metrics of the current parameters on (X, T), in evaluation mode."""
         acc = self._accumulator(T)
         for i in range(0, len(X), batch_size):
-            xb, tb = X[i : i + batch_size], T[i : i + batch_size]
+            xb, tb = (X, T) if len(X) <= batch_size else (X[i : i + batch_size], T[i : i + batch_size])
             pred = self.net.forward(xb, training=False)
             acc.add(pred, tb, self.loss.forward(pred, tb), len(xb))
         return acc.result(split)
@@ -187,7 +202,10 @@ class Trainer:
     def fit(self, X, T, X_val=None, T_val=None, on_epoch: Callable[[dict], None] | None = None) -> dict:
         """Train until the epoch budget, early stopping, divergence or a stop request.
 
-        Returns {status, stop_reason, message, train_s, epoch_times}."""
+        Returns {status, stop_reason, message, train_s, epoch_times, params_epoch}:
+        params_epoch is the epoch whose parameters the network holds now (the best one when
+        early stopping restores it, else the last; None after divergence). Every report of
+        the run reads its metrics from that epoch."""
         n = len(X)
         bs = n if self.cfg.batch_size in (None, "full") else min(int(self.cfg.batch_size), n)
         # One batch of everything: the order changes nothing but rounding, so don't shuffle it.
@@ -230,14 +248,15 @@ class Trainer:
                         f"stopped at epoch {epoch + 1}, best epoch {self.early.best_epoch}"
                     )
                     break
-                if self.stop_requested:
+                if self.stop_requested and self.epoch < self.cfg.epochs:
                     status, reason = (
                         "interrupted",
                         f"stopped by {self.stop_requested} after epoch {epoch + 1}",
                     )
                     break
-        message = None
+        message, params_epoch = None, self.epoch
         if status == "diverged":
+            params_epoch = None
             message = (
                 f"training diverged: {reason}. Try a smaller learning rate (optimizer.lr is "
                 f"{getattr(self.opt.cfg, 'lr', '?')}), gradient clipping (train.clip_grad_norm), "
@@ -248,9 +267,13 @@ class Trainer:
             and self.early
             and self.early.best_params is not None
             and self.early.cfg.restore_best
+            and self.early.best_epoch != self.epoch
         ):
+            self.last_flat = self.net.flat.copy()
             self.net.flat[...] = self.early.best_params
+            params_epoch = self.early.best_epoch
         return {
+            "params_epoch": params_epoch,
             "status": status,
             "stop_reason": reason,
             "message": message,
@@ -263,7 +286,9 @@ class Trainer:
         (status, reason) if the run must end now."""
         net, loss, opt = self.net, self.loss, self.opt
         epoch = self.epoch + 1
-        shuffle_state = self.rng.bit_generator.state
+        # Reading the generator's state costs ~1.5 µs: only a shuffled epoch uses it (at the
+        # epoch's start); otherwise it is still the same when a stop request needs it.
+        shuffle_state = self.rng.bit_generator.state if batches.shuffle else None
         for step, (xb, tb) in enumerate(batches.epoch(self.rng, skip), start=skip + 1):
             for aug in self.augment:
                 xb, tb = aug(xb, tb, self.augment_rng, self.n_classes)
@@ -282,7 +307,8 @@ class Trainer:
             opt.step(lr)
             self.last_lr = lr
             if self.stop_requested and step < batches.n_batches:
-                self.partial = {"step": step, "acc": acc.state_dict(), "shuffle_state": shuffle_state}
+                state = shuffle_state or self.rng.bit_generator.state
+                self.partial = {"step": step, "acc": acc.state_dict(), "shuffle_state": state}
                 return "interrupted", f"stopped by {self.stop_requested} in epoch {epoch} after step {step}"
         if not bool(xp.isfinite(net.flat).all()):
             return "diverged", f"parameters became non-finite in epoch {epoch}"
@@ -307,6 +333,9 @@ class _Batches:
     def epoch(self, rng, skip: int = 0):
         """The epoch's batches, leaving out the first `skip`."""
         X, T, bs, n = self.X, self.T, self.bs, self.n
+        if self.n_batches == 1 and not skip:  # full batch: no slicing, no shuffling
+            yield X, T
+            return
         if not self.shuffle:
             for start in range(skip * bs, n, bs):
                 yield X[start : start + bs], T[start : start + bs]
