@@ -93,3 +93,8 @@ def test_resume_mid_explosion_diverges_at_the_same_epoch(tmp_path, write_config,
         straight.stop_reason,
     )
     assert resumed.history == straight.history
+
+
+def test_a_loss_that_jumps_to_inf_is_still_caught_by_the_nan_inf_check():
+    result = api.train(CONFIGS / "linreg.yaml", ["optimizer.lr=1e30", "train.dtype=float32"])
+    assert result.status == "diverged" and "loss became inf at epoch 2, step 1" in result.stop_reason

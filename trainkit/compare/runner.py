@@ -8,20 +8,26 @@ independent, so they run in worker processes; the results do not depend on how m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import multiprocessing
 import os
 import re
+import signal
 import statistics
-from concurrent.futures import ProcessPoolExecutor
+import threading
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trainkit import registry
 from trainkit.config import LoadedConfig, load_config, parse_yaml
-from trainkit.errors import ConfigError, Issue
+from trainkit.config.errors import _did_you_mean
+from trainkit.errors import EXIT_SIGINT, EXIT_SIGTERM, ConfigError, Issue, TrainkitError
+from trainkit.runs import divergence
 
 DEFAULT_SET = ("gd", "sgd", "momentum", "adam")
 ALIASES = {"momentum": "sgd momentum=0.9", "nesterov": "sgd momentum=0.9 nesterov=true"}
@@ -44,6 +50,8 @@ def parse_spec(spec: str | dict, source: str) -> Contender:
         text = ALIASES.get(spec.strip(), spec)
         if spec.strip() in ALIASES:
             label = spec.strip()
+        if not text.split():
+            raise ConfigError.one(source, "empty optimizer spec", 'e.g. -o sgd or -o "sgd momentum=0.9 lr=0.01"')
         name, *pairs = text.split()
         d = {"name": name}
         for pair in pairs:
@@ -52,26 +60,36 @@ def parse_spec(spec: str | dict, source: str) -> Contender:
                 raise ConfigError.one(
                     source, f"optimizer options must be key=value, got {pair!r}", 'e.g. -o "sgd momentum=0.9 lr=0.01"'
                 )
+            if key in d:
+                what = "the optimizer's name comes first, once" if key == "name" else f"{key} is given twice"
+                raise ConfigError.one(source, what, f'e.g. -o "{name} lr=0.01"', key=key)
             d[key], _ = parse_yaml(value, source)
     entry_names = registry.names("optimizers")
     if d.get("name") not in entry_names:
-        import difflib
-
-        close = difflib.get_close_matches(str(d.get("name")), entry_names, n=1)
         raise ConfigError.one(
             source,
             f"unknown optimizer {d.get('name')!r}",
-            f"did you mean {close[0]!r}?" if close else f"choose one of: {', '.join(entry_names)}",
+            _did_you_mean(str(d.get("name")), entry_names, "choose one of"),
             key="name",
         )
     from pydantic import ValidationError
 
+    schema = registry.get("optimizers", d["name"]).schema
     try:
-        registry.get("optimizers", d["name"]).schema.model_validate(d)
+        schema.model_validate(d)
     except ValidationError as e:
-        issues = [Issue(source, None, None, ".".join(map(str, err["loc"])), err["msg"]) for err in e.errors()]
-        raise ConfigError(issues) from None
+        raise ConfigError([_spec_issue(source, err, schema) for err in e.errors()]) from None
     return Contender(str(label or _label(d)), d)
+
+
+def _spec_issue(source: str, err: dict, schema) -> Issue:
+    """One schema error in an optimizer spec, worded as config keys are (did you mean ...)."""
+    key = ".".join(map(str, err["loc"]))
+    if err["type"] == "extra_forbidden":
+        known = [f.alias or k for k, f in schema.model_fields.items() if k != "name"]
+        return Issue(source, None, None, key, f"unknown key {key!r}", _did_you_mean(key, known, "valid keys"))
+    message = err["msg"][0].lower() + err["msg"][1:]
+    return Issue(source, None, None, key, message.removeprefix("value error, "))
 
 
 def _label(d: dict) -> str:
@@ -97,10 +115,14 @@ class Comparison:
     kind: str  # "train" or "playground"
     problem: Any = None
     lr_search: list[dict] = field(default_factory=list)
+    verdict: str = ""  # who won, a tie, or no winner, in words
+    picked_on: str = ""  # what the lr search and the ranking minimise: val loss, train loss, final f
 
     def to_dict(self) -> dict:
         return {
             "kind": self.kind,
+            "verdict": self.verdict,
+            "picked_on": self.picked_on,
             "runs": self.runs,
             "summary": self.summary,
             "lr_search": self.lr_search,
@@ -141,17 +163,58 @@ def _playground_job(config: str, overrides: tuple[str, ...], run_dir: str | None
     return result
 
 
-def _run_all(fn, jobs: list[Job], config: str, n_workers: int) -> list[dict]:
-    args = [(config, j.overrides, j.run_dir) for j in jobs]
-    if n_workers <= 1 or len(jobs) <= 1:
-        return [fn(*a) for a in args]
-    # One BLAS thread per worker: the workers already use every core between them.
+class Interrupted(TrainkitError):
+    """The comparison was stopped by SIGINT or SIGTERM; every worker has stopped before this
+    is raised, so nothing writes into --output-dir after the parent exits."""
+
+    kind = "interrupted"
+
+    def __init__(self, signal_name: str):
+        self.signal_name = signal_name
+        self.exit_code = EXIT_SIGTERM if signal_name == "SIGTERM" else EXIT_SIGINT
+        super().__init__(f"interrupted by {signal_name}; every worker process has stopped")
+
+    def __reduce__(self):
+        return (type(self), (self.signal_name,))
+
+
+class _Stop(BaseException):
+    """Raised by the signal handler in the parent (a BaseException: no `except Exception` eats it)."""
+
+    def __init__(self, signal_name: str):
+        self.signal_name = signal_name
+
+
+@contextlib.contextmanager
+def _signals_stop():
+    """While runs are going, SIGINT/SIGTERM raise _Stop in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise _Stop(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _worker_init() -> None:
+    # Ctrl-C reaches the whole process group: the parent alone decides, and stops the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _one_blas_thread():
+    """One BLAS thread per worker: the workers already use every core between them."""
     saved = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     os.environ.update({k: "1" for k in saved})
     try:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(n_workers, len(jobs)), mp_context=ctx) as pool:
-            return list(pool.map(fn, *zip(*args)))
+        yield
     finally:
         for k, v in saved.items():
             if v is None:
@@ -160,24 +223,93 @@ def _run_all(fn, jobs: list[Job], config: str, n_workers: int) -> list[dict]:
                 os.environ[k] = v
 
 
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started and stop what has: SIGTERM makes a training worker end
+    after its current step (its run dir gets a resumable checkpoint); then wait for them all."""
+    procs = list((pool._processes or {}).values())  # the executor's only handle on its workers
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(timeout=30)
+        if p.is_alive():
+            p.kill()
+            p.join()
+
+
+def _run_all(fn, jobs: list[Job], config: str, n_workers: int, on_result=None) -> list[dict]:
+    """Every job's result, in job order; `on_result(job, result)` as each one finishes.
+    Raises Interrupted on SIGINT/SIGTERM, once no worker is left running."""
+    args = [(config, j.overrides, j.run_dir) for j in jobs]
+    results: list[dict] = [{}] * len(jobs)
+
+    def done(i: int, result: dict) -> None:
+        if result["status"] == "interrupted":  # the run itself saw the signal
+            raise _Stop("SIGTERM" if "SIGTERM" in result.get("stop_reason", "") else "SIGINT")
+        results[i] = result
+        if on_result:
+            on_result(jobs[i], result)
+
+    try:
+        with _signals_stop():
+            if n_workers <= 1 or len(jobs) <= 1:
+                for i, a in enumerate(args):
+                    done(i, fn(*a))
+                return results
+            ctx = multiprocessing.get_context("spawn")
+            pool = ProcessPoolExecutor(min(n_workers, len(jobs)), mp_context=ctx, initializer=_worker_init)
+            try:
+                with _one_blas_thread():  # workers start at submit and inherit the environment
+                    futures = {pool.submit(fn, *a): i for i, a in enumerate(args)}
+                for f in as_completed(futures):
+                    done(futures[f], f.result())
+            except BaseException:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup short
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                _stop_workers(pool)
+                raise
+            pool.shutdown(wait=True)
+            return results
+    except _Stop as stop:
+        raise Interrupted(stop.signal_name) from None
+
+
 # --------------------------------------------------------------------------- planning
 
 
 def contenders_for(loaded: LoadedConfig, specs: list[str] | None) -> list[Contender]:
     block = loaded.config.compare
     if specs:
-        out = [parse_spec(s, f"-o {s!r}") for s in specs]
+        sources = [f"-o {s!r}" for s in specs]
+        items = list(specs)
     elif block is not None and block.optimizers:
-        out = [parse_spec(s, f"{loaded.source}: compare.optimizers[{i}]") for i, s in enumerate(block.optimizers)]
+        sources = [f"{loaded.source}: compare.optimizers[{i}]" for i in range(len(block.optimizers))]
+        items = list(block.optimizers)
     else:
-        out = [parse_spec(s, "default set") for s in DEFAULT_SET]
+        sources, items = ["default set"] * len(DEFAULT_SET), list(DEFAULT_SET)
+    out = [parse_spec(s, src) for s, src in zip(items, sources)]
+    seen: dict[str, str] = {}
+    for c, src in zip(out, sources):  # the same settings twice, however spelled, is a mistake
+        same = seen.setdefault(_identity(c.spec), src)
+        if same is not src:
+            raise ConfigError.one(
+                src, f"the same optimizer as {same}", "list each optimizer once; compare rates with --lr-grid"
+            )
     labels = [c.label for c in out]
     for c in out:  # the same optimizer twice (e.g. at two rates): tell them apart by every option
         if labels.count(c.label) > 1:
             c.label = " ".join([c.spec["name"], *(f"{k}={v}" for k, v in c.spec.items() if k != "name")])
     if len({c.label for c in out}) < len(out):
-        raise ConfigError.one("compare", "the same optimizer is listed twice", key="optimizers")
+        raise ConfigError.one("compare", "two optimizers have the same label", key="optimizers")
     return out
+
+
+def _identity(spec: dict) -> str:
+    """The spec with every default filled in (the lr only where given: else it comes from the config)."""
+    full = registry.get("optimizers", spec["name"]).schema.model_validate(spec).model_dump(mode="json")
+    full["lr"] = spec.get("lr")
+    return json.dumps(full, sort_keys=True)
 
 
 def _default_lr(loaded: LoadedConfig, spec: dict) -> float:
@@ -211,13 +343,83 @@ def _jobs(
     return jobs
 
 
-def _score(run: dict, playground: bool) -> float:
+def _broken(run: dict, playground: bool) -> bool:
+    """Diverged, or exploding on the way there (runs/divergence.py): such a run's final numbers
+    mean nothing (a float32 val loss can underflow to exactly 0.0 on its way to 5e17)."""
     if run["status"] == "diverged":
+        return True
+    if playground:
+        return not math.isfinite(run["final_value"])
+    return divergence.exploding(run["history"])
+
+
+def _score(run: dict, playground: bool) -> float:
+    """What the lr search and the ranking minimise: the final validation loss (train loss
+    without a validation split; f on a playground); inf for a broken run."""
+    if _broken(run, playground):
         return math.inf
     if playground:
         return run["final_value"]
     m = run["metrics"]
-    return m.get("val_loss", m.get("train_loss", math.inf))
+    value = m.get("val_loss", m.get("train_loss", math.inf))
+    return value if math.isfinite(value) else math.inf
+
+
+def _picked_on(playground: bool, runs: list[dict]) -> str:
+    if playground:
+        return "final f"
+    return "val loss" if any("val_loss" in r["metrics"] for r in runs) else "train loss"
+
+
+def _check_numbers(loaded: LoadedConfig, grid, target, from_cli_grid: bool, from_cli_target: bool) -> None:
+    if isinstance(grid, list):
+        bad = [v for v in grid if not (math.isfinite(v) and v > 0)]
+        if bad or not grid:
+            raise ConfigError.one(
+                "--lr-grid" if from_cli_grid else f"{loaded.source}: compare.lr_grid",
+                f"learning rates must be finite positive numbers, got {bad[0] if bad else 'none'}",
+                "e.g. --lr-grid 1e-3,1e-2,1e-1 or --lr-grid auto",
+            )
+    if target is not None and not math.isfinite(target):
+        raise ConfigError.one(
+            "--target-loss" if from_cli_target else f"{loaded.source}: compare.target_loss",
+            f"the target loss must be a finite number, got {target}",
+            "e.g. --target-loss 0.1",
+        )
+
+
+def _check_output_dir(out: Path) -> None:
+    """Refuse a folder that already holds a comparison, as run dirs refuse an earlier run."""
+    from trainkit.runs.rundir import FILES, RunDirError
+
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{out}: exists and is not a directory\n    help: choose another --output-dir")
+    if not out.is_dir():
+        return
+    held = sorted(
+        p.name
+        for p in out.iterdir()
+        if p.name in ("comparison.csv", "comparison.json") or (p.is_dir() and any((p / f).exists() for f in FILES))
+    )
+    if held:
+        more = f", ... ({len(held)} in all)" if len(held) > 3 else ""
+        raise RunDirError(
+            f"{out}: already holds a comparison ({', '.join(held[:3])}{more}); refusing to overwrite it\n"
+            f"    help: choose another --output-dir, or delete {out} first"
+        )
+
+
+def _progress_line(job: Job, result: dict, playground: bool, search: bool) -> str:
+    what = "lr search " if search else ""
+    lr = job.optimizer["lr"]
+    status = "exploding" if result["status"] != "diverged" and _broken(result, playground) else result["status"]
+    if playground:
+        value = f"f={result['final_value']:.4g}"
+    else:
+        m = result["metrics"]
+        key = "val_loss" if "val_loss" in m else "train_loss"
+        value = f"{key}={m[key]:.4g}" if key in m else ""
+    return f"{what}{job.label} lr={lr:g} seed {job.seed}: {status} {value}".rstrip()
 
 
 # --------------------------------------------------------------------------- the comparison
@@ -232,7 +434,14 @@ def compare(
     jobs: int | None = None,
     output_dir: str | Path | None = None,
     overrides=(),
+    on_progress: Callable[[int, int, str], None] | None = None,
 ) -> Comparison:
+    """Run the comparison. `on_progress(done, total, line)` after each run finishes.
+
+    The lr search (when a grid is given) tries every rate on the first seed and keeps, per
+    optimizer, the one with the lowest final validation loss (train loss without a
+    validation split), ignoring runs that diverged or exploded; the test split, where there
+    is one, is reported beside it and never used to choose."""
     loaded = load_config(config, overrides, kind="any")
     playground = hasattr(loaded.config, "problem")
     block = loaded.config.compare
@@ -242,13 +451,25 @@ def compare(
     if grid == "auto":
         grid = list(AUTO_GRID)
     target = target_loss if target_loss is not None else (block.target_loss if block else None)
+    _check_numbers(loaded, grid, target, lr_grid is not None, target_loss is not None)
     seed_list = [loaded.config.seed + i for i in range(n_seeds)]
     out = Path(output_dir) if output_dir else None
     if out:
+        _check_output_dir(out)
         out.mkdir(parents=True, exist_ok=True)
     n_workers = jobs or os.cpu_count() or 1
     fn = _playground_job if playground else _train_job
     config_path = str(config)
+    total = (len(contenders) * len(grid) if grid else 0) + len(contenders) * n_seeds
+    finished = [0]
+
+    def report(search: bool):
+        def on_result(job: Job, result: dict) -> None:
+            finished[0] += 1
+            if on_progress:
+                on_progress(finished[0], total, _progress_line(job, result, playground, search))
+
+        return on_result
 
     lr_search: list[dict] = []
     chosen: dict[str, float] = {}
@@ -259,16 +480,12 @@ def compare(
             for lr in grid
             for j in _jobs(loaded, c, lr, seed_list[:1], None, playground, overrides)
         ]
-        results = _run_all(fn, search_jobs, config_path, n_workers)
+        results = _run_all(fn, search_jobs, config_path, n_workers, report(True))
+        picked_on = _picked_on(playground, results)
         for c in contenders:
-            scored = [
-                (j.optimizer["lr"], _score(r, playground)) for j, r in zip(search_jobs, results) if j.label == c.label
-            ]
-            best_lr = min(scored, key=lambda t: (t[1], -t[0]))[0]
-            chosen[c.label] = best_lr
-            lr_search.append(
-                {"optimizer": c.label, "scores": [{"lr": lr, "score": s} for lr, s in scored], "chosen_lr": best_lr}
-            )
+            mine = [(j.optimizer["lr"], r) for j, r in zip(search_jobs, results) if j.label == c.label]
+            chosen[c.label], entry = _pick_lr(mine, playground)
+            lr_search.append({"optimizer": c.label, "picked_on": picked_on, **entry})
     all_jobs = [
         j
         for c in contenders
@@ -276,7 +493,7 @@ def compare(
             loaded, c, chosen.get(c.label, _default_lr(loaded, c.spec)), seed_list, out, playground, overrides
         )
     ]
-    results = _run_all(fn, all_jobs, config_path, n_workers)
+    results = _run_all(fn, all_jobs, config_path, n_workers, report(False))
     runs = []
     for j, r in zip(all_jobs, results):
         runs.append(
@@ -297,10 +514,40 @@ def compare(
         "playground" if playground else "train",
         loaded.config.problem if playground else None,
         lr_search,
+        verdict(summary),
+        _picked_on(playground, runs),
     )
     if out:
         write_outputs(comp, out)
     return comp
+
+
+def _pick_lr(tried: list[tuple[float, dict]], playground: bool) -> tuple[float, dict]:
+    """The rate with the lowest score among runs that neither diverged nor exploded; the
+    largest of tied rates; the smallest rate, said so, when every one broke."""
+    scores = [(lr, _score(r, playground)) for lr, r in tried]
+    entry: dict[str, Any] = {
+        "scores": [
+            {
+                "lr": lr,
+                "score": s if math.isfinite(s) else None,
+                "status": "exploding" if r["status"] != "diverged" and _broken(r, playground) else r["status"],
+            }
+            for (lr, r), (_, s) in zip(tried, scores)
+        ]
+    }
+    ok = [(lr, s) for lr, s in scores if math.isfinite(s)]
+    if not ok:
+        lr = min(lr for lr, _ in scores)
+        entry.update(chosen_lr=lr, note=f"every rate diverged or exploded; ran the smallest, {lr:g}")
+        return lr, entry
+    best = min(s for _, s in ok)
+    tied = sorted(lr for lr, s in ok if s == best)
+    lr = tied[-1]
+    entry["chosen_lr"] = lr
+    if len(tied) > 1:
+        entry["note"] = f"tie between lr {', '.join(f'{t:g}' for t in tied)}; took the largest"
+    return lr, entry
 
 
 def _to_target(run: dict, target: float, playground: bool) -> dict | None:
@@ -325,15 +572,18 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
 
 
 def summarize(contenders: list[Contender], runs: list[dict], playground: bool, target) -> list[dict]:
+    """One row per optimizer, means over the seeds that did not break, ranked by (seeds
+    diverged or exploded, mean score): one that broke on any seed ranks below all that did not."""
     rows = []
     for c in contenders:
         mine = [r for r in runs if r["optimizer"]["label"] == c.label]
-        ok = [r for r in mine if r["status"] != "diverged"]
+        ok = [r for r in mine if not _broken(r, playground)]
         row: dict[str, Any] = {
             "optimizer": c.label,
             "lr": mine[0]["optimizer"]["lr"],
             "runs": len(mine),
-            "status": _status(mine),
+            "diverged_seeds": len(mine) - len(ok),
+            "status": _status(mine, playground),
         }
         if playground:
             for key in ("final_value", "distance_to_minimum", "steps"):
@@ -358,19 +608,41 @@ def summarize(contenders: list[Contender], runs: list[dict], playground: bool, t
             row["reached_target"] = f"{len(reached)}/{len(mine)}"
             if not playground:
                 row["to_target_wall_s"], _ = _mean_std([t["wall_s"] for t in reached])
-        row["score"], _ = _mean_std([_score(r, playground) for r in mine]) if ok else (None, None)
+        row["score"], _ = _mean_std([_score(r, playground) for r in ok])
         rows.append(row)
-    finite = [r for r in rows if r["score"] is not None and r["status"] != "diverged"]
-    if finite:
-        min(finite, key=lambda r: r["score"])["winner"] = True
+    order = sorted(range(len(rows)), key=lambda i: _rank_key(rows[i]))
+    for rank, i in enumerate(order, start=1):
+        rows[i]["rank"] = rank
+    best = [r for r in rows if r["diverged_seeds"] == 0 and r["score"] is not None]
+    if best:
+        top = min(_rank_key(r) for r in best)
+        first = [r for r in best if _rank_key(r) == top]
+        if len(first) == 1:
+            first[0]["winner"] = True
     return rows
 
 
-def _status(runs: list[dict]) -> str:
-    statuses = sorted({r["status"] for r in runs})
-    return (
-        statuses[0] if len(statuses) == 1 else ", ".join(f"{s} {sum(r['status'] == s for r in runs)}" for s in statuses)
-    )
+def _rank_key(row: dict) -> tuple:
+    return (row["diverged_seeds"], math.inf if row["score"] is None else row["score"])
+
+
+def verdict(rows: list[dict]) -> str:
+    """The outcome in words: the winner, a tie, or why there is none."""
+    winner = next((r for r in rows if r.get("winner")), None)
+    if winner:
+        return f"winner: {winner['optimizer']} (lr {winner['lr']:g})"
+    clean = [r for r in rows if r["diverged_seeds"] == 0 and r["score"] is not None]
+    if clean:
+        top = min(_rank_key(r) for r in clean)
+        tied = [r["optimizer"] for r in clean if _rank_key(r) == top]
+        return f"no winner: a tie between {', '.join(tied)}"
+    return "no winner: every optimizer diverged or exploded on at least one seed"
+
+
+def _status(runs: list[dict], playground: bool) -> str:
+    each = ["exploding" if r["status"] != "diverged" and _broken(r, playground) else r["status"] for r in runs]
+    kinds = sorted(set(each))
+    return kinds[0] if len(kinds) == 1 else ", ".join(f"{s} {each.count(s)}" for s in kinds)
 
 
 def _metric_order(k: str) -> tuple:
