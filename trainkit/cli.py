@@ -166,10 +166,11 @@ class _JsonUsageErrors(typer.core.TyperCommand):
     stdout when --json is given, like every other error; click's usage text otherwise."""
 
     def parse_args(self, ctx, args):
+        as_json = "--json" in args  # before parsing, which consumes `args`
         try:
             return super().parse_args(ctx, args)
         except Exception as e:  # click's UsageError, which typer vendors under a private name
-            if "--json" not in args or getattr(e, "exit_code", None) != 2 or not hasattr(e, "format_message"):
+            if not as_json or getattr(e, "exit_code", None) != 2 or not hasattr(e, "format_message"):
                 raise
             _emit_json({"status": "error", "error": {"type": "usage", "message": e.format_message()}})
             raise typer.Exit(2) from None
@@ -268,10 +269,14 @@ def validate(
 ) -> None:
     """Check a config (and its data) without training: one OK line, or every error."""
     from trainkit import api
+    from trainkit.config import load_config
     from trainkit.errors import TrainkitError
 
     try:
-        loaded = _load(config, set_ or [])
+        loaded = load_config(config, set_ or [], kind="any")
+        if hasattr(loaded.config, "problem"):  # an optimizer playground: nothing to build
+            _validated_playground(config, loaded, as_json)
+            return
         exp = api.build(loaded)
     except TrainkitError as err:
         _fail(err, as_json)
@@ -284,6 +289,21 @@ def validate(
         _emit_json({"status": "ok", "config": loaded.resolved(), "info": i})
     else:
         print(f"OK {config}: {summary}")
+
+
+def _validated_playground(config: Path, loaded, as_json: bool) -> None:
+    from trainkit.compare.runner import contenders_for
+
+    cfg = loaded.config
+    n = len(contenders_for(loaded, None))  # the optimizers it would compare, checked too
+    if as_json:
+        _emit_json({"status": "ok", "config": loaded.resolved(), "info": {"kind": "playground", "optimizers": n}})
+    else:
+        start = ", ".join(f"{v:g}" for v in cfg.problem.start)
+        print(
+            f"OK {config}: optimizer playground, {cfg.problem.name} from ({start}), {cfg.steps} steps, "
+            f"{n} optimizers to compare (trainkit compare-optimizers {config})"
+        )
 
 
 @app.command()

@@ -133,10 +133,16 @@ class Comparison:
 # --------------------------------------------------------------------------- workers
 
 
+_stopped = False  # in a worker: a signal stopped one of its runs, so it starts no other
+
+
 def _train_job(config: str, overrides: tuple[str, ...], run_dir: str | None) -> dict:
+    global _stopped
     from trainkit import api
     from trainkit.runs.rundir import RunDir
 
+    if _stopped:  # a job queued before the parent stopped the pool
+        return {"status": "interrupted", "stop_reason": "not started: the comparison was stopped"}
     loaded = load_config(config, overrides)
     rd = RunDir(run_dir) if run_dir else None
     try:
@@ -144,6 +150,7 @@ def _train_job(config: str, overrides: tuple[str, ...], run_dir: str | None) -> 
     finally:
         if rd:
             rd.close()
+    _stopped = result.status == "interrupted"
     doc = result.to_dict()
     doc.pop("config")
     return doc
