@@ -513,3 +513,15 @@ def test_validate_accepts_playground_configs(cli, config):
     assert cli("validate", CONFIGS / config, "--json").json["status"] == "ok"
     r = cli("validate", CONFIGS / config, "--set", "compare.optimizers=[adma]")
     assert r.code == 2 and "did you mean 'adam'" in r.stderr
+
+
+def test_comparison_csv_has_every_rows_columns_when_the_first_optimizer_diverged(tmp_path):
+    compare.compare(
+        CONFIGS / "linreg.yaml",
+        specs=["gd lr=5", "gd lr=0.5"],
+        jobs=1,
+        output_dir=tmp_path,
+        overrides=["train.epochs=20"],
+    )
+    header = (tmp_path / "comparison.csv").read_text().splitlines()[0].split(",")
+    assert "val_loss" in header and "diverged_seeds" in header and "rank" in header

@@ -661,7 +661,9 @@ def write_outputs(comp: Comparison, out: Path) -> None:
     from trainkit.runs.inference import to_csv
     from trainkit.runs.rundir import atomic_write
 
-    cols = [k for k in comp.summary[0] if k not in ("curve", "val_curve", "final_point")]
+    cols: list[str] = []  # every row's keys: a row whose every seed broke has no metrics
+    for r in comp.summary:
+        cols += [k for k in r if k not in cols and k not in ("curve", "val_curve", "final_point")]
     rows = [[r.get(k) for k in cols] for r in comp.summary]
     atomic_write(out / "comparison.csv", to_csv(cols, rows).encode())
     atomic_write(out / "comparison.json", json.dumps(comp.to_dict(), indent=2).encode())
