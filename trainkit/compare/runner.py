@@ -179,7 +179,7 @@ class Interrupted(TrainkitError):
     def __init__(self, signal_name: str):
         self.signal_name = signal_name
         self.exit_code = EXIT_SIGTERM if signal_name == "SIGTERM" else EXIT_SIGINT
-        super().__init__(f"interrupted by {signal_name}; every worker process has stopped")
+        super().__init__(f"interrupted by {signal_name}; every run and worker process has stopped")
 
     def __reduce__(self):
         return (type(self), (self.signal_name,))
