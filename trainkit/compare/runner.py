@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from trainkit import registry
-from trainkit.config import LoadedConfig, load_config, parse_yaml
-from trainkit.config.errors import _did_you_mean
+from trainkit.config import LoadedConfig, SourceMap, load_config, parse_yaml
+from trainkit.config.errors import _did_you_mean, issue_from_error
 from trainkit.errors import EXIT_SIGINT, EXIT_SIGTERM, ConfigError, Issue, TrainkitError
 from trainkit.runs import divergence
 
@@ -78,18 +78,15 @@ def parse_spec(spec: str | dict, source: str) -> Contender:
     try:
         schema.model_validate(d)
     except ValidationError as e:
-        raise ConfigError([_spec_issue(source, err, schema) for err in e.errors()]) from None
+        raise ConfigError([_spec_issue(source, d, err, schema) for err in e.errors()]) from None
     return Contender(str(label or _label(d)), d)
 
 
-def _spec_issue(source: str, err: dict, schema) -> Issue:
-    """One schema error in an optimizer spec, worded as config keys are (did you mean ...)."""
-    key = ".".join(map(str, err["loc"]))
-    if err["type"] == "extra_forbidden":
-        known = [f.alias or k for k, f in schema.model_fields.items() if k != "name"]
-        return Issue(source, None, None, key, f"unknown key {key!r}", _did_you_mean(key, known, "valid keys"))
-    message = err["msg"][0].lower() + err["msg"][1:]
-    return Issue(source, None, None, key, message.removeprefix("value error, "))
+def _spec_issue(source: str, spec: dict, err: dict, schema) -> Issue:
+    """One schema error in an optimizer spec, worded exactly as in a config (did you mean ...)."""
+    smap = SourceMap(source)
+    smap.set((), source, None, None)  # a command-line option has no line and column
+    return issue_from_error(err, spec, smap, schema)
 
 
 def _label(d: dict) -> str:
