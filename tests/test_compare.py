@@ -387,6 +387,8 @@ def test_a_signal_stops_every_worker_before_the_parent_exits(tmp_path, write_con
         (["-o", "momentum", "-o", "sgd momentum=0.9"], "the same optimizer as -o 'momentum'"),
         (["-o", "sgd momentun=0.9"], "did you mean 'momentum'?"),
         (["-o", "adam betas=[0.9,0.999] eps_=1"], "did you mean 'eps'?"),
+        (["-o", "sgd learning_rate=0.1"], "did you mean 'lr'?"),
+        (["-o", "sgd lr=-1"], "lr: input should be greater than or equal to 0, got -1"),
         (["--lr-grid", "inf"], "learning rates must be finite positive numbers, got inf"),
         (["--lr-grid", "0.1,nan"], "got nan"),
         (["--lr-grid", ","], "got none"),
