@@ -17,6 +17,7 @@ import pytest
 from conftest import CONFIGS, ROOT
 
 from trainkit import api
+from trainkit.compare import pool, ranking
 from trainkit.compare import runner as compare
 from trainkit.config import load_config
 from trainkit.errors import Issue
@@ -205,7 +206,7 @@ def test_a_run_exploding_with_an_underflowed_val_loss_never_wins_the_lr_search()
     """A float32 val loss can be exactly 0.0 on the way to 5e17: the run's history shows it."""
     exploding = _run("sgd", 10.0, 0, val=0.0, history=(2.0, 3e4, 5e17))
     fine = _run("sgd", 0.1, 0, val=0.2)
-    lr, entry = compare._pick_lr([(10.0, exploding), (0.1, fine)], playground=False)
+    lr, entry = ranking.pick_lr([(10.0, exploding), (0.1, fine)], playground=False)
     assert lr == 0.1 and entry["chosen_lr"] == 0.1
     assert entry["scores"][0] == {"lr": 10.0, "score": None, "status": "exploding"}
 
@@ -219,28 +220,28 @@ def test_an_optimizer_that_diverged_on_any_seed_ranks_below_every_one_that_did_n
         _run("c", 0.1, 0, val=0.0, history=(2.0, 3e4, 5e17)),  # exploding, never stopped
         _run("c", 0.1, 1, val=0.3),
     ]
-    rows = compare.summarize(_contenders("a", "b", "c"), runs, playground=False, target=None)
+    rows = ranking.summarize(_contenders("a", "b", "c"), runs, playground=False, target=None)
     by = {r["optimizer"]: r for r in rows}
     assert by["b"]["winner"] and by["b"]["rank"] == 1
     assert not by["a"].get("winner") and not by["c"].get("winner")
     assert (by["a"]["diverged_seeds"], by["c"]["diverged_seeds"]) == (1, 1)
     assert by["c"]["status"] == "completed 1, exploding 1"
     assert by["c"]["val_loss"] == 0.3  # the exploding seed's 0.0 is not averaged in
-    assert compare.verdict(rows) == "winner: b (lr 0.1)"
+    assert ranking.verdict(rows) == "winner: b (lr 0.1)"
 
 
 def test_ties_and_no_winner_are_said():
     tie = [_run("a", 0.1, 0, val=0.25), _run("b", 0.2, 0, val=0.25)]
-    rows = compare.summarize(_contenders("a", "b"), tie, playground=False, target=None)
+    rows = ranking.summarize(_contenders("a", "b"), tie, playground=False, target=None)
     assert not any(r.get("winner") for r in rows)
-    assert compare.verdict(rows) == "no winner: a tie between a, b"
+    assert ranking.verdict(rows) == "no winner: a tie between a, b"
     broken = [_run("a", 0.1, 0, val=1.0, status="diverged"), _run("b", 0.2, 0, val=0.0, history=(1.0, 1e9))]
-    rows = compare.summarize(_contenders("a", "b"), broken, playground=False, target=None)
+    rows = ranking.summarize(_contenders("a", "b"), broken, playground=False, target=None)
     assert not any(r.get("winner") for r in rows)
-    assert compare.verdict(rows).startswith("no winner: every optimizer diverged")
-    lr, entry = compare._pick_lr([(0.1, tie[0]), (0.2, tie[1])], playground=False)
+    assert ranking.verdict(rows).startswith("no winner: every optimizer diverged")
+    lr, entry = ranking.pick_lr([(0.1, tie[0]), (0.2, tie[1])], playground=False)
     assert lr == 0.2 and entry["note"] == "tie between lr 0.1, 0.2; took the largest"
-    lr, entry = compare._pick_lr([(1.0, broken[0]), (3.0, broken[1])], playground=False)
+    lr, entry = ranking.pick_lr([(1.0, broken[0]), (3.0, broken[1])], playground=False)
     assert lr == 1.0 and entry["note"].startswith("every rate diverged or exploded")
 
 
@@ -396,7 +397,7 @@ def test_a_signal_stops_every_worker_before_the_parent_exits(tmp_path, write_con
     ],
 )
 def test_bad_compare_options_exit_2_before_any_run(cli, monkeypatch, args, message):
-    monkeypatch.setattr(compare, "_run_all", lambda *a, **k: pytest.fail("ran before checking its options"))
+    monkeypatch.setattr(pool, "run_all", lambda *a, **k: pytest.fail("ran before checking its options"))
     r = cli("compare-optimizers", CONFIGS / "linreg.yaml", *args)
     assert r.code == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
     r = cli("compare-optimizers", CONFIGS / "linreg.yaml", *args, "--json")
@@ -417,7 +418,7 @@ def test_usage_errors_under_json_are_one_json_document(cli, args, message):
 
 def test_plot_path_is_checked_before_any_training(cli, monkeypatch, tmp_path):
     pytest.importorskip("matplotlib")
-    monkeypatch.setattr(compare, "_run_all", lambda *a, **k: pytest.fail("trained before checking --plot"))
+    monkeypatch.setattr(pool, "run_all", lambda *a, **k: pytest.fail("trained before checking --plot"))
     r = cli("compare-optimizers", CONFIGS / "linreg.yaml", "--plot", tmp_path / "curves.txt")
     assert r.code == 2 and "extension .txt" in r.stderr and ".png" in r.stderr
     r = cli("compare-optimizers", CONFIGS / "linreg.yaml", "--plot", tmp_path / "curves")

@@ -292,7 +292,7 @@ def validate(
 
 
 def _validated_playground(config: Path, loaded, as_json: bool) -> None:
-    from trainkit.compare.runner import contenders_for
+    from trainkit.compare.specs import contenders_for
 
     cfg = loaded.config
     n = len(contenders_for(loaded, None))  # the optimizers it would compare, checked too
