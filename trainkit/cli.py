@@ -261,6 +261,21 @@ def compare_optimizers(
         console.print(f"runs and comparison.csv/json written to {output_dir}/", markup=False)
 
 
+def _validated_playground(config: Path, loaded, as_json: bool) -> None:
+    from trainkit.compare.specs import contenders_for
+
+    cfg = loaded.config
+    n = len(contenders_for(loaded, None))  # the optimizers it would compare, checked too
+    if as_json:
+        _emit_json({"status": "ok", "config": loaded.resolved(), "info": {"kind": "playground", "optimizers": n}})
+    else:
+        start = ", ".join(f"{v:g}" for v in cfg.problem.start)
+        print(
+            f"OK {config}: optimizer playground, {cfg.problem.name} from ({start}), {cfg.steps} steps, "
+            f"{n} optimizers to compare (trainkit compare-optimizers {config})"
+        )
+
+
 @app.command()
 def validate(
     config: Path = typer.Argument(..., help="YAML config file.", show_default=False),
@@ -289,21 +304,6 @@ def validate(
         _emit_json({"status": "ok", "config": loaded.resolved(), "info": i})
     else:
         print(f"OK {config}: {summary}")
-
-
-def _validated_playground(config: Path, loaded, as_json: bool) -> None:
-    from trainkit.compare.specs import contenders_for
-
-    cfg = loaded.config
-    n = len(contenders_for(loaded, None))  # the optimizers it would compare, checked too
-    if as_json:
-        _emit_json({"status": "ok", "config": loaded.resolved(), "info": {"kind": "playground", "optimizers": n}})
-    else:
-        start = ", ".join(f"{v:g}" for v in cfg.problem.start)
-        print(
-            f"OK {config}: optimizer playground, {cfg.problem.name} from ({start}), {cfg.steps} steps, "
-            f"{n} optimizers to compare (trainkit compare-optimizers {config})"
-        )
 
 
 @app.command()
