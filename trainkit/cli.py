@@ -188,7 +188,22 @@ def resume(
     _train(run_dir / "config.yaml", set_, None, run_dir, False, True, as_json, progress.value)
 
 
-@app.command("compare-optimizers")
+class _JsonUsageErrors(typer.core.TyperCommand):
+    """Usage errors (a bad option value, a missing argument) as one JSON error document on
+    stdout when --json is given, like every other error; click's usage text otherwise."""
+
+    def parse_args(self, ctx, args):
+        as_json = "--json" in args  # before parsing, which consumes `args`
+        try:
+            return super().parse_args(ctx, args)
+        except Exception as e:  # click's UsageError, which typer vendors under a private name
+            if not as_json or getattr(e, "exit_code", None) != 2 or not hasattr(e, "format_message"):
+                raise
+            _emit_json({"status": "error", "error": {"type": "usage", "message": e.format_message()}})
+            raise typer.Exit(2) from None
+
+
+@app.command("compare-optimizers", cls=_JsonUsageErrors)
 def compare_optimizers(
     config: Path = typer.Argument(
         ..., help="A training config, or a playground config (problem: rosenbrock, ...).", show_default=False
@@ -221,7 +236,7 @@ def compare_optimizers(
     """Run the same problem under several optimizers, fairly, and show them side by side."""
     from trainkit.compare import runner as compare
     from trainkit.errors import ConfigError, TrainkitError
-    from trainkit.report.terminal import choose_mode, comparison_table, make_console
+    from trainkit.report.terminal import CompareProgress, choose_mode, comparison_table, make_console
 
     try:
         grid = None
@@ -234,13 +249,14 @@ def compare_optimizers(
                     f"expected numbers separated by commas, got {lr_grid!r}",
                     "e.g. --lr-grid 1e-3,1e-2,1e-1 or --lr-grid auto",
                 ) from None
-            if grid != "auto" and (not grid or min(grid) <= 0):
-                raise ConfigError.one("--lr-grid", "learning rates must be positive numbers")
         if plot is not None:
-            from trainkit.report.plots import require_matplotlib
+            from trainkit.report.plots import check_plot_path
 
-            require_matplotlib()
-        comp = compare.compare(config, optimizer, seeds, grid, target_loss, jobs, output_dir, set_ or [])
+            check_plot_path(plot)  # before any training: a bad path must not cost the whole run
+        with CompareProgress(sys.stderr) as progress:
+            comp = compare.compare(
+                config, optimizer, seeds, grid, target_loss, jobs, output_dir, set_ or [], on_progress=progress.update
+            )
         if plot is not None:
             from trainkit.report.plots import plot_comparison
 
@@ -254,20 +270,37 @@ def compare_optimizers(
     console.print(comparison_table(comp))
     winner = next((r for r in comp.summary if r.get("winner")), None)
     if winner:
-        what = "final f" if comp.kind == "playground" else ("val loss" if "val_loss" in winner else "train loss")
-        console.print(f"★ lowest {what}: {winner['optimizer']} (lr {winner['lr']:g})")
+        test = f"; its test loss {winner['test_loss']:.4g}" if winner.get("test_loss") is not None else ""
+        console.print(f"★ lowest {comp.picked_on}: {winner['optimizer']} (lr {winner['lr']:g}){test}", markup=False)
+    else:
+        console.print(comp.verdict, markup=False)
     for s in comp.lr_search:
+        tried = ", ".join(
+            f"{e['lr']:g}→{e['status'] if e['score'] is None else format(e['score'], '.4g')}" for e in s["scores"]
+        )
+        note = f" ({s['note']})" if s.get("note") else ""
         console.print(
-            f"lr search {s['optimizer']}: "
-            + ", ".join(
-                f"{e['lr']:g}→{'diverged' if e['score'] == float('inf') else format(e['score'], '.4g')}"
-                for e in s["scores"]
-            )
+            f"lr search {s['optimizer']} on {s['picked_on']}: {tried}; chose {s['chosen_lr']:g}{note}", markup=False
         )
     if plot is not None:
-        console.print(f"plot written to {plot}")
+        console.print(f"plot written to {plot}", markup=False)
     if output_dir is not None:
-        console.print(f"runs and comparison.csv/json written to {output_dir}/")
+        console.print(f"runs and comparison.csv/json written to {output_dir}/", markup=False)
+
+
+def _validated_playground(config: Path, loaded, as_json: bool) -> None:
+    from trainkit.compare.specs import contenders_for
+
+    cfg = loaded.config
+    n = len(contenders_for(loaded, None))  # the optimizers it would compare, checked too
+    if as_json:
+        _emit_json({"status": "ok", "config": loaded.resolved(), "info": {"kind": "playground", "optimizers": n}})
+    else:
+        start = ", ".join(f"{v:g}" for v in cfg.problem.start)
+        print(
+            f"OK {config}: optimizer playground, {cfg.problem.name} from ({start}), {cfg.steps} steps, "
+            f"{n} optimizers to compare (trainkit compare-optimizers {config})"
+        )
 
 
 @app.command()
@@ -278,10 +311,14 @@ def validate(
 ) -> None:
     """Check a config (and its data) without training: one OK line, or every error."""
     from trainkit import api
+    from trainkit.config import load_config
     from trainkit.errors import TrainkitError
 
     try:
-        loaded = _load(config, set_ or [])
+        loaded = load_config(config, set_ or [], kind="any")
+        if hasattr(loaded.config, "problem"):  # an optimizer playground: nothing to build
+            _validated_playground(config, loaded, as_json)
+            return
         exp = api.build(loaded)
     except TrainkitError as err:
         _fail(err, as_json)

@@ -43,7 +43,10 @@ class Issue:
 
 
 class TrainkitError(Exception):
-    """Base for errors caused by input; the CLI prints them and exits with `exit_code`."""
+    """Base for errors caused by input; the CLI prints them and exits with `exit_code`.
+
+    Every subclass pickles (it must cross from a compare-optimizers worker process to the
+    parent): one whose __init__ takes other arguments than the message defines __reduce__."""
 
     exit_code = EXIT_USAGE
     kind = "error"
@@ -60,6 +63,9 @@ class ConfigError(TrainkitError):
     def __init__(self, issues: list[Issue]):
         self.issues = list(issues)
         super().__init__(self.render())
+
+    def __reduce__(self):
+        return (type(self), (self.issues,))
 
     @classmethod
     def one(
@@ -99,6 +105,9 @@ class DataError(TrainkitError):
         if origin:
             text += f"\n    from: {origin}"
         super().__init__(text + (f"\n    help: {hint}" if hint else ""))
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.path, self.hint, self.origin))
 
     def located(self, origin: str) -> DataError:
         """The same error, saying which config key led to the file."""

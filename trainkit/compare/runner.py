@@ -3,81 +3,32 @@
 Fair means: every optimizer starts from the same initial parameters, sees the same data
 split and the same batch order (all follow from the seed, which every run shares), and
 gets the same epoch (or step) budget. `gd` takes its textbook full batch. Runs are
-independent, so they run in worker processes; the results do not depend on how many.
+independent, so they run in worker processes (pool.py); the results do not depend on how
+many. Which optimizers: specs.py; how they are scored and ranked: ranking.py.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 import os
 import re
-import statistics
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trainkit import registry
-from trainkit.config import LoadedConfig, load_config, parse_yaml
-from trainkit.errors import ConfigError, Issue
+from trainkit.compare import pool
+from trainkit.compare.pool import Interrupted
+from trainkit.compare.ranking import pick_lr, run_status, summarize, verdict
+from trainkit.compare.specs import Contender, contenders_for, parse_spec
+from trainkit.config import LoadedConfig, load_config
+from trainkit.errors import ConfigError
 
-DEFAULT_SET = ("gd", "sgd", "momentum", "adam")
-ALIASES = {"momentum": "sgd momentum=0.9", "nesterov": "sgd momentum=0.9 nesterov=true"}
 AUTO_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
-
-@dataclass
-class Contender:
-    label: str
-    spec: dict  # {name: ..., hyperparameters...}; lr filled in per run
-
-
-def parse_spec(spec: str | dict, source: str) -> Contender:
-    """'sgd momentum=0.9 nesterov=true' or {name: sgd, momentum: 0.9} -> a validated Contender."""
-    label = None
-    if isinstance(spec, dict):
-        d = dict(spec)
-        label = d.pop("label", None)
-    else:
-        text = ALIASES.get(spec.strip(), spec)
-        if spec.strip() in ALIASES:
-            label = spec.strip()
-        name, *pairs = text.split()
-        d = {"name": name}
-        for pair in pairs:
-            key, sep, value = pair.partition("=")
-            if not sep or not key:
-                raise ConfigError.one(
-                    source, f"optimizer options must be key=value, got {pair!r}", 'e.g. -o "sgd momentum=0.9 lr=0.01"'
-                )
-            d[key], _ = parse_yaml(value, source)
-    entry_names = registry.names("optimizers")
-    if d.get("name") not in entry_names:
-        import difflib
-
-        close = difflib.get_close_matches(str(d.get("name")), entry_names, n=1)
-        raise ConfigError.one(
-            source,
-            f"unknown optimizer {d.get('name')!r}",
-            f"did you mean {close[0]!r}?" if close else f"choose one of: {', '.join(entry_names)}",
-            key="name",
-        )
-    from pydantic import ValidationError
-
-    try:
-        registry.get("optimizers", d["name"]).schema.model_validate(d)
-    except ValidationError as e:
-        issues = [Issue(source, None, None, ".".join(map(str, err["loc"])), err["msg"]) for err in e.errors()]
-        raise ConfigError(issues) from None
-    return Contender(str(label or _label(d)), d)
-
-
-def _label(d: dict) -> str:
-    """The optimizer and its options but the lr, which has a column of its own."""
-    extras = " ".join(f"{k}={v}" for k, v in d.items() if k not in ("name", "lr"))
-    return f"{d['name']} {extras}".strip()
+__all__ = ["compare", "Comparison", "Contender", "Interrupted", "contenders_for", "parse_spec", "summarize"]
 
 
 @dataclass
@@ -97,10 +48,14 @@ class Comparison:
     kind: str  # "train" or "playground"
     problem: Any = None
     lr_search: list[dict] = field(default_factory=list)
+    verdict: str = ""  # who won, a tie, or no winner, in words
+    picked_on: str = ""  # what the lr search and the ranking minimise: val loss, train loss, final f
 
     def to_dict(self) -> dict:
         return {
             "kind": self.kind,
+            "verdict": self.verdict,
+            "picked_on": self.picked_on,
             "runs": self.runs,
             "summary": self.summary,
             "lr_search": self.lr_search,
@@ -111,10 +66,16 @@ class Comparison:
 # --------------------------------------------------------------------------- workers
 
 
+_stopped = False  # in a worker: a signal stopped one of its runs, so it starts no other
+
+
 def _train_job(config: str, overrides: tuple[str, ...], run_dir: str | None) -> dict:
+    global _stopped
     from trainkit import api
     from trainkit.runs.rundir import RunDir
 
+    if _stopped:  # a job queued before the parent stopped the pool
+        return {"status": "interrupted", "stop_reason": "not started: the comparison was stopped"}
     loaded = load_config(config, overrides)
     rd = RunDir(run_dir) if run_dir else None
     try:
@@ -122,6 +83,7 @@ def _train_job(config: str, overrides: tuple[str, ...], run_dir: str | None) -> 
     finally:
         if rd:
             rd.close()
+    _stopped = result.status == "interrupted"
     doc = result.to_dict()
     doc.pop("config")
     return doc
@@ -141,43 +103,7 @@ def _playground_job(config: str, overrides: tuple[str, ...], run_dir: str | None
     return result
 
 
-def _run_all(fn, jobs: list[Job], config: str, n_workers: int) -> list[dict]:
-    args = [(config, j.overrides, j.run_dir) for j in jobs]
-    if n_workers <= 1 or len(jobs) <= 1:
-        return [fn(*a) for a in args]
-    # One BLAS thread per worker: the workers already use every core between them.
-    saved = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    os.environ.update({k: "1" for k in saved})
-    try:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(n_workers, len(jobs)), mp_context=ctx) as pool:
-            return list(pool.map(fn, *zip(*args)))
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 # --------------------------------------------------------------------------- planning
-
-
-def contenders_for(loaded: LoadedConfig, specs: list[str] | None) -> list[Contender]:
-    block = loaded.config.compare
-    if specs:
-        out = [parse_spec(s, f"-o {s!r}") for s in specs]
-    elif block is not None and block.optimizers:
-        out = [parse_spec(s, f"{loaded.source}: compare.optimizers[{i}]") for i, s in enumerate(block.optimizers)]
-    else:
-        out = [parse_spec(s, "default set") for s in DEFAULT_SET]
-    labels = [c.label for c in out]
-    for c in out:  # the same optimizer twice (e.g. at two rates): tell them apart by every option
-        if labels.count(c.label) > 1:
-            c.label = " ".join([c.spec["name"], *(f"{k}={v}" for k, v in c.spec.items() if k != "name")])
-    if len({c.label for c in out}) < len(out):
-        raise ConfigError.one("compare", "the same optimizer is listed twice", key="optimizers")
-    return out
 
 
 def _default_lr(loaded: LoadedConfig, spec: dict) -> float:
@@ -211,13 +137,61 @@ def _jobs(
     return jobs
 
 
-def _score(run: dict, playground: bool) -> float:
-    if run["status"] == "diverged":
-        return math.inf
+def _picked_on(playground: bool, runs: list[dict]) -> str:
     if playground:
-        return run["final_value"]
-    m = run["metrics"]
-    return m.get("val_loss", m.get("train_loss", math.inf))
+        return "final f"
+    return "val loss" if any("val_loss" in r["metrics"] for r in runs) else "train loss"
+
+
+def _check_numbers(loaded: LoadedConfig, grid, target, from_cli_grid: bool, from_cli_target: bool) -> None:
+    if isinstance(grid, list):
+        bad = [v for v in grid if not (math.isfinite(v) and v > 0)]
+        if bad or not grid:
+            raise ConfigError.one(
+                "--lr-grid" if from_cli_grid else f"{loaded.source}: compare.lr_grid",
+                f"learning rates must be finite positive numbers, got {bad[0] if bad else 'none'}",
+                "e.g. --lr-grid 1e-3,1e-2,1e-1 or --lr-grid auto",
+            )
+    if target is not None and not math.isfinite(target):
+        raise ConfigError.one(
+            "--target-loss" if from_cli_target else f"{loaded.source}: compare.target_loss",
+            f"the target loss must be a finite number, got {target}",
+            "e.g. --target-loss 0.1",
+        )
+
+
+def _check_output_dir(out: Path) -> None:
+    """Refuse a folder that already holds a comparison, as run dirs refuse an earlier run."""
+    from trainkit.runs.rundir import FILES, RunDirError
+
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{out}: exists and is not a directory\n    help: choose another --output-dir")
+    if not out.is_dir():
+        return
+    held = sorted(
+        p.name
+        for p in out.iterdir()
+        if p.name in ("comparison.csv", "comparison.json") or (p.is_dir() and any((p / f).exists() for f in FILES))
+    )
+    if held:
+        more = f", ... ({len(held)} in all)" if len(held) > 3 else ""
+        raise RunDirError(
+            f"{out}: already holds a comparison ({', '.join(held[:3])}{more}); refusing to overwrite it\n"
+            f"    help: choose another --output-dir, or delete {out} first"
+        )
+
+
+def _progress_line(job: Job, result: dict, playground: bool, search: bool) -> str:
+    what = "lr search " if search else ""
+    lr = job.optimizer["lr"]
+    status = run_status(result, playground)
+    if playground:
+        value = f"f={result['final_value']:.4g}"
+    else:
+        m = result["metrics"]
+        key = "val_loss" if "val_loss" in m else "train_loss"
+        value = f"{key}={m[key]:.4g}" if key in m else ""
+    return f"{what}{job.label} lr={lr:g} seed {job.seed}: {status} {value}".rstrip()
 
 
 # --------------------------------------------------------------------------- the comparison
@@ -232,7 +206,14 @@ def compare(
     jobs: int | None = None,
     output_dir: str | Path | None = None,
     overrides=(),
+    on_progress: Callable[[int, int, str], None] | None = None,
 ) -> Comparison:
+    """Run the comparison. `on_progress(done, total, line)` after each run finishes.
+
+    The lr search (when a grid is given) tries every rate on the first seed and keeps, per
+    optimizer, the one with the lowest final validation loss (train loss without a
+    validation split), ignoring runs that diverged or exploded; the test split, where there
+    is one, is reported beside it and never used to choose."""
     loaded = load_config(config, overrides, kind="any")
     playground = hasattr(loaded.config, "problem")
     block = loaded.config.compare
@@ -242,13 +223,25 @@ def compare(
     if grid == "auto":
         grid = list(AUTO_GRID)
     target = target_loss if target_loss is not None else (block.target_loss if block else None)
+    _check_numbers(loaded, grid, target, lr_grid is not None, target_loss is not None)
     seed_list = [loaded.config.seed + i for i in range(n_seeds)]
     out = Path(output_dir) if output_dir else None
     if out:
+        _check_output_dir(out)
         out.mkdir(parents=True, exist_ok=True)
     n_workers = jobs or os.cpu_count() or 1
     fn = _playground_job if playground else _train_job
     config_path = str(config)
+    total = (len(contenders) * len(grid) if grid else 0) + len(contenders) * n_seeds
+    finished = [0]
+
+    def run(jobs: list[Job], search: bool) -> list[dict]:
+        def on_result(i: int, result: dict) -> None:
+            finished[0] += 1
+            if on_progress:
+                on_progress(finished[0], total, _progress_line(jobs[i], result, playground, search))
+
+        return pool.run_all(fn, [(config_path, j.overrides, j.run_dir) for j in jobs], n_workers, on_result)
 
     lr_search: list[dict] = []
     chosen: dict[str, float] = {}
@@ -259,16 +252,12 @@ def compare(
             for lr in grid
             for j in _jobs(loaded, c, lr, seed_list[:1], None, playground, overrides)
         ]
-        results = _run_all(fn, search_jobs, config_path, n_workers)
+        results = run(search_jobs, True)
+        picked_on = _picked_on(playground, results)
         for c in contenders:
-            scored = [
-                (j.optimizer["lr"], _score(r, playground)) for j, r in zip(search_jobs, results) if j.label == c.label
-            ]
-            best_lr = min(scored, key=lambda t: (t[1], -t[0]))[0]
-            chosen[c.label] = best_lr
-            lr_search.append(
-                {"optimizer": c.label, "scores": [{"lr": lr, "score": s} for lr, s in scored], "chosen_lr": best_lr}
-            )
+            mine = [(j.optimizer["lr"], r) for j, r in zip(search_jobs, results) if j.label == c.label]
+            chosen[c.label], entry = pick_lr(mine, playground)
+            lr_search.append({"optimizer": c.label, "picked_on": picked_on, **entry})
     all_jobs = [
         j
         for c in contenders
@@ -276,7 +265,7 @@ def compare(
             loaded, c, chosen.get(c.label, _default_lr(loaded, c.spec)), seed_list, out, playground, overrides
         )
     ]
-    results = _run_all(fn, all_jobs, config_path, n_workers)
+    results = run(all_jobs, False)
     runs = []
     for j, r in zip(all_jobs, results):
         runs.append(
@@ -297,6 +286,8 @@ def compare(
         "playground" if playground else "train",
         loaded.config.problem if playground else None,
         lr_search,
+        verdict(summary),
+        _picked_on(playground, runs),
     )
     if out:
         write_outputs(comp, out)
@@ -317,72 +308,13 @@ def _to_target(run: dict, target: float, playground: bool) -> dict | None:
     return None
 
 
-def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
-    vals = [v for v in values if v is not None and math.isfinite(v)]
-    if not vals:
-        return None, None
-    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
-
-
-def summarize(contenders: list[Contender], runs: list[dict], playground: bool, target) -> list[dict]:
-    rows = []
-    for c in contenders:
-        mine = [r for r in runs if r["optimizer"]["label"] == c.label]
-        ok = [r for r in mine if r["status"] != "diverged"]
-        row: dict[str, Any] = {
-            "optimizer": c.label,
-            "lr": mine[0]["optimizer"]["lr"],
-            "runs": len(mine),
-            "status": _status(mine),
-        }
-        if playground:
-            for key in ("final_value", "distance_to_minimum", "steps"):
-                row[key], row[key + "_std"] = _mean_std([r.get(key) for r in ok])
-            row["final_point"] = mine[0]["final_point"]
-            row["wall_s"], _ = _mean_std([r["timing"]["wall_s"] for r in mine])
-            row["curve"] = mine[0]["values"]
-        else:
-            keys = sorted({k for r in ok for k in r["metrics"]}, key=_metric_order)
-            for k in keys:
-                row[k], row[k + "_std"] = _mean_std([r["metrics"].get(k) for r in ok])
-            if any("val_loss" in r["history"][0] for r in ok if r["history"]):
-                row["best_val_loss"], _ = _mean_std([min(h["val_loss"] for h in r["history"]) for r in ok])
-                row["best_epoch"], _ = _mean_std([min(r["history"], key=lambda h: h["val_loss"])["epoch"] for r in ok])
-            row["wall_s"], _ = _mean_std([r["timing"]["train_s"] for r in mine])
-            row["curve"] = [h["train_loss"] for h in mine[0]["history"]]
-            row["val_curve"] = [h["val_loss"] for h in mine[0]["history"] if "val_loss" in h]
-        if target is not None:
-            reached = [r["to_target"] for r in mine if r.get("to_target")]
-            unit = "step" if playground else "epoch"
-            row["to_target_" + unit], _ = _mean_std([t[unit] for t in reached])
-            row["reached_target"] = f"{len(reached)}/{len(mine)}"
-            if not playground:
-                row["to_target_wall_s"], _ = _mean_std([t["wall_s"] for t in reached])
-        row["score"], _ = _mean_std([_score(r, playground) for r in mine]) if ok else (None, None)
-        rows.append(row)
-    finite = [r for r in rows if r["score"] is not None and r["status"] != "diverged"]
-    if finite:
-        min(finite, key=lambda r: r["score"])["winner"] = True
-    return rows
-
-
-def _status(runs: list[dict]) -> str:
-    statuses = sorted({r["status"] for r in runs})
-    return (
-        statuses[0] if len(statuses) == 1 else ", ".join(f"{s} {sum(r['status'] == s for r in runs)}" for s in statuses)
-    )
-
-
-def _metric_order(k: str) -> tuple:
-    split = {"train": 0, "val": 1, "test": 2}.get(k.split("_")[0], 3)
-    return (split, 0 if k.endswith("_loss") else 1, k)
-
-
 def write_outputs(comp: Comparison, out: Path) -> None:
     from trainkit.runs.inference import to_csv
     from trainkit.runs.rundir import atomic_write
 
-    cols = [k for k in comp.summary[0] if k not in ("curve", "val_curve", "final_point")]
+    cols: list[str] = []  # every row's keys: a row whose every seed broke has no metrics
+    for r in comp.summary:
+        cols += [k for k in r if k not in cols and k not in ("curve", "val_curve", "final_point")]
     rows = [[r.get(k) for k in cols] for r in comp.summary]
     atomic_write(out / "comparison.csv", to_csv(cols, rows).encode())
     atomic_write(out / "comparison.json", json.dumps(comp.to_dict(), indent=2).encode())

@@ -198,61 +198,119 @@ def sparkline(values, width: int = 16) -> str:
     return "".join(SPARKS[min(7, int((v - lo) / (hi - lo) * 8))] for v in vals)
 
 
+def _short(v) -> str:
+    """A number in at most 8 characters (3 significant digits), for the comparison table."""
+    if v is None:
+        return "–"
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e7:  # a mean of step counts
+        return str(int(v))
+    if isinstance(v, float) and v != 0 and math.isfinite(v) and not 1e-3 <= abs(v) < 1e5:
+        return f"{v:.2e}".replace("e-0", "e-").replace("e+0", "e+")
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
 def _pm(row: dict, key: str) -> str:
     v = row.get(key)
     if v is None:
         return "–"
     sd = row.get(key + "_std")
-    return fmt(v) + (f" ± {fmt(sd)}" if sd and row.get("runs", 1) > 1 else "")
+    return _short(v) + (f"±{sd:.1g}" if sd and row.get("runs", 1) > 1 else "")
 
 
 def comparison_table(comp) -> Table:
+    """The comparison, one row per optimizer, in at most 80 columns for the usual set:
+    what the lr search and the ★ went by is in the title, the test split has its own column."""
+    from rich import box
+
     playground = comp.kind == "playground"
     rows = comp.summary
-    table = Table(title="optimizers compared", title_justify="left")
+    picked = getattr(comp, "picked_on", "") or ("final f" if playground else "val loss")
+    test = ", never on test" if any("test_loss" in r for r in rows) else ""
+    n = max((r.get("runs", 1) for r in rows), default=1)
+    seeds = f" (means of {n} seeds)" if n > 1 else ""
+    table = Table(
+        title=f"optimizers compared{seeds}",
+        title_justify="left",
+        caption=f"lr picked on {picked}{test}" if comp.lr_search else None,
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,  # a space between columns, a rule under the header: room for the numbers
+        padding=(0, 0),
+        show_edge=False,
+    )
     table.add_column("optimizer", style="bold")
     table.add_column("lr", justify="right")
     if playground:
-        cols = [
-            ("final point", None),
-            ("f", "final_value"),
-            ("dist. to min", "distance_to_minimum"),
-            ("steps", "steps"),
-        ]
+        cols = [("final point", None), ("f", "final_value"), ("to min", "distance_to_minimum"), ("steps", "steps")]
     else:
-        cols = [("train loss", "train_loss"), ("val loss", "val_loss"), ("best val (epoch)", "best_val_loss")]
-        if any("val_accuracy" in r for r in rows):
-            cols.append(("val acc", "val_accuracy"))
-        elif any("train_accuracy" in r for r in rows):
-            cols.append(("train acc", "train_accuracy"))
+        has_val = any("val_loss" in r for r in rows)  # then the train loss is in --json, not here
+        cols = [("val", "val_loss"), ("best@ep", "best_val_loss")] if has_val else [("train", "train_loss")]
+        if any("test_loss" in r for r in rows):
+            cols.append(("test", "test_loss"))
+        for split in ("test", "val", "train"):
+            if any(f"{split}_accuracy" in r for r in rows):
+                cols.append((f"{split} acc", f"{split}_accuracy"))
+                break
     if any("reached_target" in r for r in rows):
-        cols.append(("epochs to target" if not playground else "steps to target", None))
-    cols += [("time", None), ("status", None), ("loss curve", None)]
+        cols.append(("to target", None))
+    cols += [("status", None), ("curve", None)] if playground else [("time", None), ("status", None), ("curve", None)]
     for title, _ in cols:
-        table.add_column(title, justify="left" if title in ("status", "loss curve", "final point") else "right")
+        table.add_column(title, justify="left" if title in ("status", "curve", "final point") else "right")
+    score_key = {"val loss": "val_loss", "train loss": "train_loss", "final f": "final_value"}.get(picked)
     for r in rows:
-        cells = [("★ " if r.get("winner") else "  ") + r["optimizer"], fmt(r["lr"])]
+        cells = [("★ " if r.get("winner") else "  ") + r["optimizer"], f"{r['lr']:g}"]
         for title, key in cols:
             if key == "best_val_loss":
-                cells.append(f"{_pm(r, key)} ({fmt(round(r['best_epoch']))})" if r.get(key) is not None else "–")
-            elif key:
-                cells.append(_pm(r, key))
+                cells.append(f"{_short(r[key])}@{round(r['best_epoch'])}" if r.get(key) is not None else "–")
+            elif key:  # ± std over the seeds for the number that ranks; the rest are means
+                cells.append(_pm(r, key) if key == score_key else _short(r.get(key)))
             elif title == "final point":
-                cells.append("(" + ", ".join(fmt(v) for v in r["final_point"]) + ")")
-            elif title.endswith("to target"):
-                unit = "step" if playground else "epoch"
-                v = r.get(f"to_target_{unit}")
-                text = "–" if v is None else fmt(round(v))
-                if v is not None and not playground:
-                    text += f" ({r['to_target_wall_s']:.3f}s)"
-                if r.get("runs", 1) > 1:
-                    text += f" [{r['reached_target']}]"
-                cells.append(text)
+                cells.append("(" + ", ".join(f"{v:.3g}" for v in r["final_point"]) + ")")
+            elif title == "to target":
+                v = r.get(f"to_target_{'step' if playground else 'epoch'}")
+                text = "–" if v is None else str(round(v))
+                cells.append(text + (f" [{r['reached_target']}]" if r.get("runs", 1) > 1 else ""))
             elif title == "time":
                 cells.append(f"{r['wall_s']:.2f}s" if r.get("wall_s") is not None else "–")
             elif title == "status":
-                cells.append(r["status"])
-            elif title == "loss curve":
-                cells.append(sparkline(r["curve"]))
-        table.add_row(*cells)
+                cells.append(r["status"].replace("early_stopped", "stopped"))
+            elif title == "curve":
+                cells.append(sparkline(r["curve"], width=8))
+        table.add_row(*(escape(c) for c in cells))
     return table
+
+
+class CompareProgress:
+    """compare-optimizers' progress on `stream` (stderr): a transient bar on a terminal, one
+    plain line per finished run elsewhere."""
+
+    def __init__(self, stream: IO, mode: str = "auto"):
+        self.stream, self.mode = stream, choose_mode(mode, stream)
+        self._bar = self._task = None
+
+    def __enter__(self):
+        if self.mode == "bar":
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(
+                TextColumn("[bold]runs"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[last]}"),
+                console=Console(file=self.stream),
+                transient=True,
+            )
+            self._bar.__enter__()
+            self._task = self._bar.add_task("compare", total=None, last="")
+        return self
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+    def update(self, done: int, total: int, line: str) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, total=total, completed=done, last=escape(line))
+        elif self.mode == "plain":
+            print(f"[{done:>{len(str(total))}}/{total}] {line}", file=self.stream, flush=True)

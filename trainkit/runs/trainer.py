@@ -17,6 +17,7 @@ import numpy as np
 
 from trainkit.backend import to_numpy, xp
 from trainkit.metrics import MetricAccumulator, target_stats
+from trainkit.runs import divergence
 
 
 _EMPTY_SUMS = {"loss_sum": 0.0, "n": 0, "sums": {}}
@@ -234,6 +235,10 @@ class Trainer:
                 if X_val is not None:
                     row.update(self.evaluate(X_val, T_val, "val"))
                 row["lr"] = self.last_lr
+                exploded = divergence.check(self.history, row, self.net.flat)  # once per epoch
+                if exploded:
+                    status, reason = "diverged", exploded
+                    break
                 self.history.append(row)
                 self.epoch += 1
                 epoch_times.append(time.perf_counter() - t0)
