@@ -56,5 +56,7 @@ def check(history: list[dict], row: dict, flat) -> str | None:
     if flat.dtype.itemsize > 4 and flat.size and not float(flat @ flat) <= FLOAT32_MAX**2:
         biggest = float(abs(flat).max())
         if biggest > FLOAT32_MAX and math.isfinite(biggest):
-            return f"parameter overflow: parameters reached {biggest:.3g} at epoch {row['epoch']}, beyond float32's range"
+            return (
+                f"parameter overflow: parameters reached {biggest:.3g} at epoch {row['epoch']}, beyond float32's range"
+            )
     return None

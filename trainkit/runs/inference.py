@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from trainkit.runs import checkpoint
 from trainkit.backend import dtype_of, to_numpy, xp
 from trainkit.config import load_config
 from trainkit.data.pipeline import DataState, inputs_for, load_file, targets_for
 from trainkit.errors import DataError
+from trainkit.runs import checkpoint
 
 
 def _open_run(run_dir: str | Path):

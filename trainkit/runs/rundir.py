@@ -159,9 +159,7 @@ class RunDir:
         self.path = Path(path)
         self.checkpoint_every, self.checkpoint_seconds = checkpoint_every, checkpoint_seconds
         if self.path.exists() and not self.path.is_dir():
-            raise RunDirError(
-                f"{self.path}: exists and is not a directory\n    help: choose another --output-dir"
-            )
+            raise RunDirError(f"{self.path}: exists and is not a directory\n    help: choose another --output-dir")
         existing = [f for f in FILES if (self.path / f).exists()]
         self.fresh_start = resume and not (self.path / "checkpoint.npz").exists() and bool(existing)
         if self.fresh_start:
@@ -264,7 +262,10 @@ class RunDir:
         if self.checkpoint_every:
             due = epoch % self.checkpoint_every == 0
         else:
-            due = self.checkpoint_seconds is not None and time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds
+            due = (
+                self.checkpoint_seconds is not None
+                and time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds
+            )
         if due:
             self.save_checkpoint(exp)
 

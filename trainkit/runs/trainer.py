@@ -19,7 +19,6 @@ from trainkit.backend import to_numpy, xp
 from trainkit.metrics import MetricAccumulator, target_stats
 from trainkit.runs import divergence
 
-
 _EMPTY_SUMS = {"loss_sum": 0.0, "n": 0, "sums": {}}
 
 
