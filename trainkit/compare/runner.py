@@ -21,7 +21,7 @@ from typing import Any
 
 from trainkit import registry
 from trainkit.config import LoadedConfig, load_config, parse_yaml
-from trainkit.errors import ConfigError, Issue
+from trainkit.errors import ConfigError
 
 DEFAULT_SET = ("gd", "sgd", "momentum", "adam")
 ALIASES = {"momentum": "sgd momentum=0.9", "nesterov": "sgd momentum=0.9 nesterov=true"}
@@ -69,8 +69,9 @@ def parse_spec(spec: str | dict, source: str) -> Contender:
     try:
         registry.get("optimizers", d["name"]).schema.model_validate(d)
     except ValidationError as e:
-        issues = [Issue(source, None, None, ".".join(map(str, err["loc"])), err["msg"]) for err in e.errors()]
-        raise ConfigError(issues) from None
+        from trainkit.config.errors import option_issues
+
+        raise ConfigError(option_issues(e.errors(), d, source, registry.get("optimizers", d["name"]).schema)) from None
     return Contender(str(label or _label(d)), d)
 
 

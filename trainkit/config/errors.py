@@ -310,3 +310,11 @@ def _kind_of(path: Path_) -> str:
         if seg in names:
             return names[seg]
     return "name"
+
+
+def option_issues(errors: list[dict], raw: dict, source: str, schema: type[BaseModel]) -> list[Issue]:
+    """The same wording for a block given on the command line (compare's `-o "sgd lr=0.1"`),
+    which has no lines to point at."""
+    smap = SourceMap(source)
+    smap.set((), source, None, None)
+    return issues_from_errors(errors, raw, smap, schema)

@@ -218,7 +218,7 @@ def parse_yaml(text: str, source: str, smap: SourceMap | None = None, base: Path
         raise ConfigError.one(source, message, hint, line=line, column=col) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        problem = e.problem or str(e)
+        problem = e.problem or e.context or "syntax error"
         hint = None
         if "could not determine a constructor" in problem:
             problem = f"tag {e.problem.split('tag ')[-1]} is not allowed"
@@ -226,7 +226,7 @@ def parse_yaml(text: str, source: str, smap: SourceMap | None = None, base: Path
         elif "\t" in problem or "\\t" in problem or "tab" in problem.lower():
             hint = "indent YAML with spaces, not tabs"
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        raise ConfigError.one(source, f"invalid YAML: {problem}", hint, line=line, column=col) from None
+        raise ConfigError.one(source, f"invalid YAML: {_cut(problem, 200)}", hint, line=line, column=col) from None
     except yaml.reader.ReaderError as e:  # a character YAML does not allow (control bytes, binary data)
         line = text.count("\n", 0, e.position) + 1
         col = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
@@ -238,7 +238,7 @@ def parse_yaml(text: str, source: str, smap: SourceMap | None = None, base: Path
             column=col,
         ) from None
     except yaml.YAMLError as e:
-        raise ConfigError.one(source, f"invalid YAML: {e}") from None
+        raise ConfigError.one(source, f"invalid YAML: {_cut(str(e).splitlines()[0], 200)}") from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -256,15 +256,39 @@ def dotted(path: Path_) -> str:
 
 
 def shown(v, limit: int = 60) -> str:
-    """A value as a message echoes it: YAML's spelling of true/false/null, and never more
-    than about `limit` characters (a 5 MB value gives a short message, not a 5 MB one)."""
-    if isinstance(v, bool) or v is None:
-        return {True: "true", False: "false", None: "null"}[v]
-    text = repr(v)
+    """A value as a message echoes it: in YAML's spelling (true, null, [1, 2], {a: 1}), and
+    never much more than `limit` characters (a 5 MB value gives a short message)."""
+    text = _inline(v, limit + 1)
     if len(text) <= limit:
         return text
-    size = f" ({len(v)} {'characters' if isinstance(v, str) else 'items'})" if isinstance(v, (str, list, dict)) else ""
+    size = (
+        f" ({len(v)} {'characters' if isinstance(v, str) else 'items' if len(v) != 1 else 'item'})"
+        if isinstance(v, (str, list, dict))
+        else ""
+    )
     return text[: limit - 1] + "…" + size
+
+
+def _inline(v, budget: int) -> str:
+    """YAML flow text of `v`, stopped soon after `budget` characters."""
+    if isinstance(v, bool) or v is None:
+        return {True: "true", False: "false", None: "null"}[v]
+    if isinstance(v, str):
+        return repr(v[:budget])
+    if isinstance(v, (list, dict)):
+        parts, used = [], 0
+        for item in v.items() if isinstance(v, dict) else v:
+            if used > budget:
+                break
+            part = (
+                f"{_inline(item[0], budget)}: {_inline(item[1], budget)}"
+                if isinstance(v, dict)
+                else _inline(item, budget)
+            )
+            parts.append(part)
+            used += len(part) + 2
+        return ("{%s}" if isinstance(v, dict) else "[%s]") % ", ".join(parts)
+    return repr(v)[:budget]
 
 
 def _cut(s: str, limit: int) -> str:
