@@ -14,7 +14,6 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel
 
-from trainkit import registry
 from trainkit.config.base import CHOICE_TAGS, NamedUnion, by_name
 from trainkit.config.yamlsource import Path_, SourceMap, dotted, shown, type_name
 from trainkit.errors import Issue
@@ -67,8 +66,8 @@ def issue_from_error(err: dict, path: Path_, raw: Any, smap: SourceMap, root: ty
         )
         path = path + ("name",)
     elif typ == "union_tag_not_found":
-        kind = _kind_of(path) + "s"
-        tags = registry.names(kind) if kind in registry.KINDS else []
+        ann = _annotation_at(root, path, raw)[0]
+        tags = [m.model_fields["name"].default for m in _models_in(ann) if "name" in m.model_fields]
         message = "missing key 'name'"
         hint = "choose one of: " + ", ".join(tags) if tags else None
     elif typ == "literal_error":
