@@ -66,7 +66,7 @@ def issue_from_error(err: dict, path: Path_, raw: Any, smap: SourceMap, root: ty
         )
         path = path + ("name",)
     elif typ == "union_tag_not_found":
-        ann = _annotation_at(root, path, raw)[0]
+        ann = _annotation_at(root, path, raw)
         tags = [m.model_fields["name"].default for m in _models_in(ann) if "name" in m.model_fields]
         message = "missing key 'name'"
         hint = "choose one of: " + ", ".join(tags) if tags else None
@@ -95,8 +95,8 @@ def issue_from_error(err: dict, path: Path_, raw: Any, smap: SourceMap, root: ty
 
 def _union_issue(path: Path_, raw: Any, smap: SourceMap, root: type[BaseModel]) -> Issue:
     got = _value_at(raw, path)
-    ann, meta = _annotation_at(root, path, raw)
-    allowed = describe(ann, meta) if ann is not None else "another value"
+    ann = _annotation_at(root, path, raw)
+    allowed = describe(ann) if ann is not None else "another value"
     hint = None
     if isinstance(got, str):
         hint = _did_you_mean(got, [v for v in _literals(ann) if isinstance(v, str)], None)
@@ -176,26 +176,27 @@ def _models_in(ann) -> list[type[BaseModel]]:
     return [m for m in union_members(ann) if isinstance(m, type) and issubclass(m, BaseModel)]
 
 
-def _annotation_at(root: type[BaseModel], path: Path_, raw: Any) -> tuple[Any, list]:
-    """The annotation (and the field's constraints) of the key at `path`, choosing union
-    members by the raw `name`; (None, []) where the schema has no such key."""
-    ann, meta, node = root, [], raw
+def _annotation_at(root: type[BaseModel], path: Path_, raw: Any) -> Any:
+    """The annotation of the key at `path` (constraints included), choosing union members by
+    the raw `name`; None where the schema has no such key."""
+    ann, node = root, raw
     for seg in path:
         parent, node = node, _child(node, seg)
         if isinstance(seg, int):
             seqs = [m for m in union_members(ann) if typing.get_origin(m) in (list, tuple)]
             args = typing.get_args(seqs[0]) if seqs else ()
             if not args:
-                return None, []
-            ann, meta = args[seg] if typing.get_origin(seqs[0]) is tuple and len(args) > seg else args[0], []
+                return None
+            fixed = typing.get_origin(seqs[0]) is tuple and Ellipsis not in args and len(args) > seg
+            ann = args[seg] if fixed else args[0]
             continue
         models = _choose(_models_in(ann), parent)
         fields = [f for m in models for k, f in m.model_fields.items() if seg in (k, f.alias)]
         if not fields:
-            return None, []
+            return None
         f = fields[0]  # pydantic keeps Annotated's extras (constraints, NamedUnion) apart
-        ann, meta = (Annotated[(f.annotation, *f.metadata)] if f.metadata else f.annotation), []
-    return ann, meta
+        ann = Annotated[(f.annotation, *f.metadata)] if f.metadata else f.annotation
+    return ann
 
 
 def _choose(models: list[type[BaseModel]], node: Any) -> list[type[BaseModel]]:
@@ -208,7 +209,7 @@ def _choose(models: list[type[BaseModel]], node: Any) -> list[type[BaseModel]]:
 
 def _known_keys(path: Path_, raw: Any, root: type[BaseModel]) -> list[str]:
     """Keys of the schema at `path`, choosing union members by the raw `name`."""
-    ann = root if not path else _annotation_at(root, path, raw)[0]
+    ann = root if not path else _annotation_at(root, path, raw)
     keys: list[str] = []
     for m in _choose(_models_in(ann), _value_at(raw, path)):
         keys += [f.alias or k for k, f in m.model_fields.items() if (f.alias or k) not in keys]
