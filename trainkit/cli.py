@@ -347,15 +347,14 @@ def list_(
         d = "required" if f.is_required() else f.get_default(call_default_factory=True)
         return str(d.model_dump(by_alias=True) if hasattr(d, "model_dump") else d)
 
-    def components(title: str, schemas) -> Table:
+    def components(title: str, entries) -> Table:
         table = Table(title=title, title_justify="left")
         for col in ("name", "description", "parameters (default)"):
             table.add_column(col, style="bold" if col == "name" else None)
-        for s in schemas:
-            doc = (s.__doc__ or "").strip().splitlines()
-            params = [f"{f.alias or n}={default(f)}" for n, f in s.model_fields.items() if n != "name"]
+        for e in entries:
+            params = [f"{f.alias or n}={default(f)}" for n, f in e.schema.model_fields.items() if n != "name"]
             # escape: rich reads [...] in text as markup and would drop it
-            table.add_row(s.model_fields["name"].default, escape(doc[0] if doc else ""), escape(", ".join(params)))
+            table.add_row(e.name, escape(e.description), escape(", ".join(params)))
         return table
 
     console = make_console(sys.stdout, plain=choose_mode("auto", sys.stdout) == "plain")
@@ -373,9 +372,10 @@ def list_(
         elif k == "problems":
             from trainkit.compare.playground import PROBLEMS
 
-            table = components("problems (playground: `problem:` instead of data and model)", PROBLEMS)
+            problems = [registry.Entry(k, p.model_fields["name"].default, p, p) for p in PROBLEMS]
+            table = components("problems (playground: `problem:` instead of data and model)", problems)
         else:
-            table = components(k, [e.schema for e in registry.entries(k)])
+            table = components(k, registry.entries(k))
         console.print(table)
 
 
