@@ -94,11 +94,11 @@ def _fail(err, as_json: bool):
 def _load(config: Path, overrides: list[str], seed: Optional[int] = None, output_dir: Optional[Path] = None):
     from trainkit.config import load_config
 
-    extra = list(overrides)
+    extra: list = list(overrides)
     if seed is not None:
-        extra.append(f"seed={seed}")
+        extra.append((f"seed={seed}", f"--seed {seed}"))
     if output_dir is not None:
-        extra.append(f"output.dir={json.dumps(str(output_dir))}")
+        extra.append((f"output.dir={json.dumps(str(output_dir))}", f"--output-dir {output_dir}"))
     return load_config(config, extra)
 
 
@@ -395,13 +395,15 @@ def predict(
 @app.command("list")
 def list_(
     kind: Optional[str] = typer.Argument(
-        None, help="datasets, augmentations, models, layers, losses, optimizers or schedules."
+        None,
+        help="datasets, augmentations, models, layers, losses, optimizers, schedules, "
+        "sections (seed, train, regularization, output, compare) or problems (playground).",
     ),
 ) -> None:
-    """List the registered components with their parameters and defaults."""
+    """List the registered components and the config's other keys, with their defaults."""
     from trainkit import registry
 
-    kinds = registry.KINDS
+    kinds = (*registry.KINDS, "sections", "problems")
     if kind is not None:
         k = kind if kind in kinds else kind + "s"
         if k not in kinds:
@@ -412,26 +414,44 @@ def list_(
             print(f"error: unknown kind {kind!r}{hint}; choose one of: {', '.join(kinds)}", file=sys.stderr)
             raise typer.Exit(2)
         kinds = (k,)
+    from rich.markup import escape
     from rich.table import Table
 
     from trainkit.report.terminal import choose_mode, make_console
 
+    def default(f) -> str:
+        d = "required" if f.is_required() else f.get_default(call_default_factory=True)
+        return str(d.model_dump(by_alias=True) if hasattr(d, "model_dump") else d)
+
+    def components(title: str, entries) -> Table:
+        table = Table(title=title, title_justify="left")
+        for col in ("name", "description", "parameters (default)"):
+            table.add_column(col, style="bold" if col == "name" else None)
+        for e in entries:
+            params = [f"{f.alias or n}={default(f)}" for n, f in e.schema.model_fields.items() if n != "name"]
+            # escape: rich reads [...] in text as markup and would drop it
+            table.add_row(e.name, escape(e.description), escape(", ".join(params)))
+        return table
+
     console = make_console(sys.stdout, plain=choose_mode("auto", sys.stdout) == "plain")
     for k in kinds:
-        table = Table(title=k, title_justify="left")
-        table.add_column("name", style="bold")
-        table.add_column("description")
-        table.add_column("parameters (default)")
-        for e in registry.entries(k):
-            params = []
-            for fname, f in e.schema.model_fields.items():
-                if fname == "name":
-                    continue
-                default = "required" if f.is_required() else f.get_default(call_default_factory=True)
-                if hasattr(default, "model_dump"):
-                    default = default.model_dump(by_alias=True)
-                params.append(f"{f.alias or fname}={default}")
-            table.add_row(e.name, e.description, ", ".join(params))
+        if k == "sections":
+            from trainkit.config.errors import describe
+            from trainkit.config.loader import settings
+
+            table = Table(title="sections (keys outside the components)", title_justify="left")
+            for col in ("key", "default", "allowed", "description"):
+                table.add_column(col, style="bold" if col == "key" else None)
+            for key, f in settings():
+                allowed = describe(f.annotation, f.metadata)
+                table.add_row(key, escape(default(f)), escape(allowed), escape(f.description or ""))
+        elif k == "problems":
+            from trainkit.compare.playground import PROBLEMS
+
+            problems = [registry.Entry(k, p.model_fields["name"].default, p, p) for p in PROBLEMS]
+            table = components("problems (playground: `problem:` instead of data and model)", problems)
+        else:
+            table = components(k, registry.entries(k))
         console.print(table)
 
 

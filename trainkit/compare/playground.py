@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Annotated, ClassVar, Literal, Union
+from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import BeforeValidator, Field
+from pydantic import Field
 
-from trainkit.config.base import Component
+from trainkit.config.base import Component, named_union
 
 
 class _Problem(Component):
@@ -124,9 +124,7 @@ class QuadraticConfig(_Problem):
 
 
 PROBLEMS = (RosenbrockConfig, BealeConfig, HimmelblauConfig, SaddleConfig, QuadraticConfig)
-Problem = Annotated[
-    Union[PROBLEMS], Field(discriminator="name"), BeforeValidator(lambda v: {"name": v} if isinstance(v, str) else v)
-]
+Problem = named_union(*PROBLEMS)
 
 
 def run_problem(problem, optimizer_entry, opt_cfg, steps: int, tol: float = 1e-10, max_points: int = 2000) -> dict:

@@ -8,9 +8,9 @@ import json
 from dataclasses import dataclass
 
 from trainkit import registry
-from trainkit.config import LoadedConfig, SourceMap, parse_yaml
-from trainkit.config.errors import _did_you_mean, issue_from_error
-from trainkit.errors import ConfigError, Issue
+from trainkit.config import LoadedConfig, parse_yaml
+from trainkit.config.errors import did_you_mean, option_issues
+from trainkit.errors import ConfigError
 
 DEFAULT_SET = ("gd", "sgd", "momentum", "adam")
 ALIASES = {"momentum": "sgd momentum=0.9", "nesterov": "sgd momentum=0.9 nesterov=true"}
@@ -51,7 +51,7 @@ def parse_spec(spec: str | dict, source: str) -> Contender:
         raise ConfigError.one(
             source,
             f"unknown optimizer {d.get('name')!r}",
-            _did_you_mean(str(d.get("name")), entry_names, "choose one of"),
+            did_you_mean(str(d.get("name")), entry_names, "choose one of"),
             key="name",
         )
     from pydantic import ValidationError
@@ -60,15 +60,8 @@ def parse_spec(spec: str | dict, source: str) -> Contender:
     try:
         schema.model_validate(d)
     except ValidationError as e:
-        raise ConfigError([_spec_issue(source, d, err, schema) for err in e.errors()]) from None
+        raise ConfigError(option_issues(e.errors(), d, source, schema)) from None
     return Contender(str(label or _label(d)), d)
-
-
-def _spec_issue(source: str, spec: dict, err: dict, schema) -> Issue:
-    """One schema error in an optimizer spec, worded exactly as in a config (did you mean ...)."""
-    smap = SourceMap(source)
-    smap.set((), source, None, None)  # a command-line option has no line and column
-    return issue_from_error(err, spec, smap, schema)
 
 
 def _label(d: dict) -> str:

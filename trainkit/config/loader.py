@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, BeforeValidator, Field, ValidationError, create_model
+from pydantic import BaseModel, Field, ValidationError, create_model
 
 from trainkit import registry
-from trainkit.config.base import Strict
-from trainkit.config.errors import issue_from_error
-from trainkit.config.yamlsource import Path_, SourceMap, dotted, dump_yaml, parse_yaml, type_name
+from trainkit.config.base import Component, Strict, by_name, named_union
+from trainkit.config.errors import issues_from_errors, union_members
+from trainkit.config.yamlsource import Path_, SourceMap, dotted, dump_yaml, parse_yaml, shown, type_name
 from trainkit.errors import ConfigError, Issue
 
 __all__ = ["LoadedConfig", "load_config", "load_config_text", "parse_yaml", "dump_yaml", "SourceMap"]
@@ -41,7 +41,7 @@ class TrainConfig(Strict):
         None, description="samples per step, or `full`; default: full for gd, else 32"
     )
     shuffle: bool = Field(True, description="reshuffle the training set every epoch")
-    dtype: Literal["float32", "float64"] = "float32"
+    dtype: Literal["float32", "float64"] = Field("float32", description="precision of parameters and arithmetic")
     log_every: Optional[Annotated[int, Field(ge=1)]] = Field(
         None, description="epochs between plain log lines; default: about 50 lines per run"
     )
@@ -63,14 +63,14 @@ class TrainConfig(Strict):
 class RegularizationConfig(Strict):
     """Penalty added to the loss: l1 * sum|w| + l2 * sum w^2."""
 
-    l1: float = Field(0.0, ge=0)
-    l2: float = Field(0.0, ge=0)
-    apply_to_bias: bool = False
+    l1: float = Field(0.0, ge=0, description="weight of the L1 penalty sum|w|")
+    l2: float = Field(0.0, ge=0, description="weight of the L2 penalty sum w^2")
+    apply_to_bias: bool = Field(False, description="penalise biases too")
 
 
 class OutputConfig(Strict):
     dir: Optional[str] = Field(None, description="run directory (relative to the working directory)")
-    overwrite: bool = False
+    overwrite: bool = Field(False, description="replace an existing run directory")
 
 
 class CompareConfig(Strict):
@@ -89,18 +89,6 @@ class CompareConfig(Strict):
 # --------------------------------------------------------------------------- the run schema
 
 
-def _name_shorthand(v):
-    """`optimizer: adam` is `optimizer: {name: adam}`."""
-    return {"name": v} if isinstance(v, str) else v
-
-
-def component_union(kind: str):
-    """One kind's schemas as a union discriminated on `name`."""
-    schemas = tuple(e.schema for e in registry.entries(kind))
-    ann = schemas[0] if len(schemas) == 1 else Annotated[Union[schemas], Field(discriminator="name")]
-    return Annotated[ann, BeforeValidator(_name_shorthand)]
-
-
 @functools.cache
 def run_config_model() -> type[BaseModel]:
     """The schema of a whole run, built once the registry is loaded."""
@@ -109,14 +97,14 @@ def run_config_model() -> type[BaseModel]:
         "RunConfig",
         __base__=Strict,
         seed=(int, Field(0, ge=0, lt=2**63, description="fixes every random choice of the run")),
-        data=(component_union("datasets"), ...),
-        model=(component_union("models"), ...),
+        data=(named_union("datasets"), ...),
+        model=(named_union("models"), ...),
         loss=(
-            Optional[component_union("losses")],
+            Optional[named_union("losses")],
             Field(None, description="default: from the task"),
         ),
-        optimizer=(component_union("optimizers"), ...),
-        schedule=(Optional[component_union("schedules")], None),
+        optimizer=(named_union("optimizers"), ...),
+        schedule=(Optional[named_union("schedules")], None),
         regularization=(RegularizationConfig, RegularizationConfig()),
         train=(TrainConfig, TrainConfig()),
         output=(OutputConfig, OutputConfig()),
@@ -134,25 +122,42 @@ def playground_config_model() -> type[BaseModel]:
         __base__=Strict,
         seed=(int, Field(0, ge=0)),
         problem=(Problem, ...),
-        optimizer=(Optional[component_union("optimizers")], None),
+        optimizer=(Optional[named_union("optimizers")], None),
         steps=(int, Field(1000, ge=1, le=10_000_000, description="optimizer steps")),
         tolerance=(float, Field(1e-10, gt=0, description="stop when the gradient norm is below this")),
         compare=(Optional[CompareConfig], None),
     )
 
 
+def settings(model: type[BaseModel] | None = None, prefix: str = "") -> list[tuple[str, Any]]:
+    """The run config's keys outside its named components (seed, train.*, regularization.*,
+    output.*, ...) as (dotted key, pydantic field), for `trainkit list sections`."""
+    out = []
+    for name, f in (model or run_config_model()).model_fields.items():
+        key = prefix + (f.alias or name)
+        ann = Annotated[(f.annotation, *f.metadata)] if f.metadata else f.annotation
+        blocks = [m for m in union_members(ann) if isinstance(m, type) and issubclass(m, BaseModel)]
+        if any(issubclass(m, Component) for m in blocks):
+            continue  # data, model, loss, ...: listed by kind
+        out += settings(blocks[0], key + ".") if blocks else [(key, f)]
+    return out
+
+
 # --------------------------------------------------------------------------- overrides
 
 
-def apply_override(raw: dict, text: str, smap: SourceMap) -> None:
-    """Apply one `--set a.b.c=value` (value parsed as YAML) to the raw config in place."""
-    label = f"--set {text}"
+def apply_override(raw: dict, text: str, smap: SourceMap, label: str | None = None) -> None:
+    """Apply one `--set a.b.c=value` (value parsed as YAML) to the raw config in place.
+
+    Errors name `label`, the option as the user typed it (`--seed -1`), by default `--set TEXT`."""
+    label = label or f"--set {text}"
+    label = label if len(label) <= 200 else label[:199] + "…"
     key, sep, value_text = text.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError.one(
             label,
-            f"an override must be in the form key.path=value, got {text!r}",
+            f"an override must be in the form key.path=value, got {shown(text)}",
             "e.g. --set optimizer.lr=0.01 or --set model.hidden=[64,32]",
         )
     path: list[Any] = [int(p) if p.isdigit() else p for p in key.split(".")]
@@ -161,9 +166,11 @@ def apply_override(raw: dict, text: str, smap: SourceMap) -> None:
     for i, part in enumerate(path[:-1]):
         nxt = node[part] if _has(node, part) else None
         if isinstance(nxt, str) and not isinstance(path[i + 1], int):
-            nxt = {"name": nxt}  # `optimizer: adam` shorthand being extended by a key
+            nxt = by_name(nxt)  # `optimizer: adam` shorthand being extended by a key
         elif not isinstance(nxt, (dict, list)):
-            nxt = {}
+            nxt = {}  # made by this override (`--set seed.x=1`): its errors are the override's
+            smap.drop_under(tuple(path[: i + 1]))
+            smap.set(tuple(path[: i + 1]), label, None, None)
         _put(node, part, nxt, label)
         node = nxt
     _put(node, path[-1], value, label)
@@ -217,15 +224,26 @@ class LoadedConfig:
         return self.config.model_dump(mode="json", by_alias=True)
 
 
+MAX_CONFIG_BYTES = 4 * 2**20
+_TOO_LARGE = f"larger than {MAX_CONFIG_BYTES // 2**20} MB, too large for a config"
+
+
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), kind: str = "run") -> LoadedConfig:
     """Read, override and validate a config file. Raises ConfigError with every problem.
+
+    overrides: "key.path=value" strings, or (text, label) pairs where label is what the
+    user typed (`--seed -1`) for messages to name.
 
     kind: "run" (a training config), or "any" to also accept a playground config (one
     with a `problem:` block, for compare-optimizers)."""
     p = Path(path)
     source = str(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)  # bounded: /dev/zero or a data file by mistake
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError.one(source, _TOO_LARGE, "is this a config file? configs are a few lines of YAML")
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError.one(
             source, "config file not found", "check the path; example configs live in configs/"
@@ -244,6 +262,8 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), k
 def load_config_text(
     text: str, source: str = "<config>", overrides=(), base_dir: Path | None = None, kind: str = "run"
 ) -> LoadedConfig:
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError.one(source, _TOO_LARGE)
     raw, smap = parse_yaml(text, source)
     if raw is None:
         raise ConfigError.one(
@@ -253,8 +273,9 @@ def load_config_text(
         raise ConfigError.one(
             source, f"the top level must be a mapping of keys, got a {type_name(raw)}", line=1, column=1
         )
-    for text_ in overrides:
-        apply_override(raw, text_, smap)
+    for item in overrides:
+        text_, label = (item, None) if isinstance(item, str) else item
+        apply_override(raw, text_, smap, label)
     if "problem" in raw:
         if kind != "any":
             _, line, col = smap.locate(("problem",))
@@ -275,7 +296,7 @@ def validate(raw: dict, smap: SourceMap, base_dir: Path, model: type[BaseModel] 
     try:
         cfg = model.model_validate(raw)
     except ValidationError as e:
-        issues = [issue_from_error(err, raw, smap, model) for err in e.errors()]
+        issues = issues_from_errors(e.errors(), raw, smap, model)
         issues.sort(key=lambda i: (i.source != smap.source, i.line or 0, i.column or 0))
         raise ConfigError(issues) from None
     loaded = LoadedConfig(cfg, smap.source, base_dir, smap)

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Annotated, Literal, Optional, Union
+from typing import Literal, Optional
 
 import numpy as np
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import Field, model_validator
 
-from trainkit.config.base import Component
+from trainkit.config.base import Component, named_union
 from trainkit.data.augment import FeatureDropoutConfig, GaussianNoiseConfig, MixupConfig
 
-Augmentation = Annotated[
-    Union[GaussianNoiseConfig, FeatureDropoutConfig, MixupConfig],
-    Field(discriminator="name"),
-    BeforeValidator(lambda v: {"name": v} if isinstance(v, str) else v),
-]
+Augmentation = named_union(GaussianNoiseConfig, FeatureDropoutConfig, MixupConfig)
 
 
 class DatasetConfig(Component):

@@ -6,18 +6,22 @@ of classes for multiclass, 1 for binary) unless the config gives them.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Literal, Optional
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import Field, field_validator
 
 from trainkit import registry
-from trainkit.config.base import Component, InitConfig, InitScheme, init_shorthand
+from trainkit.config.base import Component, InitConfig, InitScheme, named_union
 from trainkit.nn.layers import Dropout, DropoutConfig, Linear, LinearConfig
 from trainkit.nn.network import Network
 from trainkit.registry import register
 
-Init = Annotated[InitConfig, BeforeValidator(init_shorthand)]
-ACTIVATIONS = [e.name for e in registry.entries("layers") if getattr(e.build, "activation", False)]
+Init = InitConfig
+
+
+def activations() -> list[str]:
+    """Names of the registered activation layers (asked when needed, not at import time)."""
+    return [e.name for e in registry.entries("layers") if getattr(e.build, "activation", False)]
 
 
 def _layer(cfg):
@@ -38,13 +42,13 @@ class ModelConfig(Component):
 
 
 def _check_activation(v):
-    if v is not None and v not in ACTIVATIONS:
+    if v is not None and v not in (names := activations()):
         import difflib
 
-        close = difflib.get_close_matches(v, ACTIVATIONS, n=1)
+        close = difflib.get_close_matches(v, names, n=1)
         raise ValueError(
             f"unknown activation {v!r}; "
-            + (f"did you mean {close[0]!r}?" if close else f"choose one of: {', '.join(ACTIVATIONS)}")
+            + (f"did you mean {close[0]!r}?" if close else f"choose one of: {', '.join(names)}")
         )
     return v
 
@@ -113,11 +117,7 @@ def mlp_model(cfg: MLPConfig, in_features: int, out_features: int, dtype) -> Net
     return Network(layers, in_features, dtype)
 
 
-LayerSpec = Annotated[
-    Union[tuple(e.schema for e in registry.entries("layers"))],
-    Field(discriminator="name"),
-    BeforeValidator(lambda v: {"name": v} if isinstance(v, str) else v),
-]
+LayerSpec = named_union("layers")
 
 
 class SequentialConfig(ModelConfig):

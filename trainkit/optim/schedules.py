@@ -10,11 +10,11 @@ base rate η₀; `observe(epoch, metrics)` lets a schedule react to the epoch's 
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Literal, Optional
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import Field, field_validator
 
-from trainkit.config.base import Component
+from trainkit.config.base import Component, named_union
 from trainkit.registry import register
 
 
@@ -68,11 +68,7 @@ class CosineConfig(ScheduleConfig):
     eta_min: float = Field(0.0, ge=0)
 
 
-_Then = Annotated[
-    Union[StepConfig, MultiStepConfig, ExponentialConfig, CosineConfig, ConstantConfig],
-    Field(discriminator="name"),
-    BeforeValidator(lambda v: {"name": v} if isinstance(v, str) else v),
-]
+_Then = named_union(StepConfig, MultiStepConfig, ExponentialConfig, CosineConfig, ConstantConfig)
 
 
 class LinearWarmupConfig(ScheduleConfig):
