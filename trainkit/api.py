@@ -24,6 +24,7 @@ from trainkit.errors import ConfigError, DataError
 from trainkit.losses import default_loss_name
 from trainkit.nn.models import declared_out_features
 from trainkit.optim.schedules import build_schedule
+from trainkit.optim.tensors import build_optimizer
 from trainkit.rng import stream
 from trainkit.runs.trainer import RunResult, Trainer
 
@@ -135,7 +136,7 @@ def build(loaded: LoadedConfig) -> Experiment:
 
     n_train = len(train_ds)
     if cfg.train.batch_size is None:
-        cfg.train.batch_size = "full" if cfg.optimizer.name == "gd" else min(32, n_train)
+        cfg.train.batch_size = "full" if cfg.optimizer.name in ("gd", "lbfgs") else min(32, n_train)
     elif isinstance(cfg.train.batch_size, int) and cfg.train.batch_size > n_train:
         raise loaded.error(
             ("train", "batch_size"),
@@ -148,7 +149,8 @@ def build(loaded: LoadedConfig) -> Experiment:
         if part is not None:
             arrays[f"X_{name}"], arrays[f"T_{name}"] = arrays_for(part, state, loss, dtype)
 
-    optimizer = registry.get("optimizers", cfg.optimizer.name).build(cfg.optimizer, net.flat, net.grad)
+    shapes = {k: v.shape for k, v in net.params.items()}
+    optimizer = build_optimizer(cfg.optimizer, net.flat, net.grad, shapes)
     schedule = build_schedule(cfg.schedule, cfg.optimizer.lr)
     trainer = Trainer(
         net, loss, optimizer, schedule, cfg.train, cfg.regularization, task, cfg.loss.name,

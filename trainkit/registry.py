@@ -27,6 +27,9 @@ _COMPONENT_MODULES = (
     "trainkit.nn.models",
     "trainkit.losses",
     "trainkit.optim.optimizers",
+    "trainkit.optim.adaptive",
+    "trainkit.optim.muon",
+    "trainkit.optim.lbfgs",
     "trainkit.optim.schedules",
 )
 

@@ -55,13 +55,12 @@ def parse_spec(spec: str | dict, source: str) -> Contender:
             d[key], _ = parse_yaml(value, source)
     entry_names = registry.names("optimizers")
     if d.get("name") not in entry_names:
-        import difflib
+        from trainkit.config.errors import _did_you_mean
 
-        close = difflib.get_close_matches(str(d.get("name")), entry_names, n=1)
         raise ConfigError.one(
             source,
             f"unknown optimizer {d.get('name')!r}",
-            f"did you mean {close[0]!r}?" if close else f"choose one of: {', '.join(entry_names)}",
+            _did_you_mean(str(d.get("name")), entry_names, "choose one of"),
             key="name",
         )
     from pydantic import ValidationError

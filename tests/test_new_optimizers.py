@@ -1,0 +1,323 @@
+"""The newer optimizers: torch-exact ones against torch 2.13 (float64, a few hundred steps of a
+real run), hand-computed first steps, state round trips and the range checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from trainkit import registry
+from trainkit.optim.tensors import build_optimizer
+
+SHAPES = {"layers.0.weight": (4, 3), "layers.0.bias": (4,), "layers.2.weight": (2, 4), "layers.2.bias": (2,)}
+N = sum(int(np.prod(s)) for s in SHAPES.values())
+
+
+def quad_grad(p):
+    """Gradient of ½pᵀAp − bᵀp, A diagonal with condition number 8."""
+    return np.linspace(0.5, 4.0, p.size) * p - np.linspace(-1.0, 1.0, p.size)
+
+
+def quad_closure(p, g):
+    """What the trainer hands L-BFGS: fill the gradient at the current p, return the loss."""
+
+    def closure():
+        g[...] = quad_grad(p)
+        return float(0.5 * p @ (np.linspace(0.5, 4.0, p.size) * p) - np.linspace(-1.0, 1.0, p.size) @ p)
+
+    return closure
+
+
+def run(name, kwargs, p0, steps, shapes=None, lr=None):
+    cfg = registry.get("optimizers", name).schema(**kwargs)
+    p, g = p0.copy(), np.zeros_like(p0)
+    opt = build_optimizer(cfg, p, g, shapes)
+    for _ in range(steps):
+        if getattr(opt, "needs_closure", False):
+            opt.closure = quad_closure(p, g)
+        g[...] = quad_grad(p)
+        opt.step(cfg.lr if lr is None else lr)
+    return p, opt
+
+
+# ------------------------------------------------------------------ hand-computed first steps
+
+
+def test_adamax_first_step_is_lr_times_sign():
+    """t = 1: m = (1 − β₁)g, u = |g| + ε, so Δθ = −η/(1 − β₁)·(1 − β₁)g/(|g| + ε) ≈ −η·sign(g)."""
+    p0 = np.array([1.0, -2.0, 3.0])
+    p, _ = run("adamax", {"lr": 0.1, "eps": 0.0}, p0, 1)
+    np.testing.assert_allclose(p, p0 - 0.1 * np.sign(quad_grad(p0)), rtol=1e-15)
+
+
+def test_adadelta_first_step():
+    """t = 1: v = (1 − ρ)g², Δ = √ε/√(v + ε)·g."""
+    p0 = np.array([1.0, -2.0])
+    g = quad_grad(p0)
+    p, _ = run("adadelta", {"rho": 0.9, "eps": 1e-6}, p0, 1)
+    np.testing.assert_allclose(p, p0 - np.sqrt(1e-6) / np.sqrt(0.1 * g * g + 1e-6) * g, rtol=1e-14)
+
+
+def test_rprop_grows_shrinks_and_skips():
+    """Same sign: step·1.2; sign flip: step·0.5 and no move that step; zero product: unchanged."""
+    cfg = registry.get("optimizers", "rprop").schema(lr=0.1)
+    p, g = np.zeros(3), np.zeros(3)
+    opt = build_optimizer(cfg, p, g)
+    g[...] = [1.0, 1.0, 1.0]
+    opt.step(0.1)  # prev = 0: factor 1, step 0.1 each
+    np.testing.assert_allclose(p, [-0.1, -0.1, -0.1])
+    g[...] = [2.0, -3.0, 0.0]
+    opt.step(0.1)
+    np.testing.assert_allclose(opt.state["step_size"], [0.12, 0.05, 0.1])
+    np.testing.assert_allclose(p, [-0.22, -0.1, -0.1])  # the flipped one does not move
+    g[...] = [1.0, 1.0, 1.0]
+    opt.step(0.1)  # its previous gradient counts as 0 now: factor 1
+    np.testing.assert_allclose(opt.state["step_size"], [0.144, 0.05, 0.1])
+
+
+def test_asgd_averages_after_t0():
+    """μₜ = 1/max(1, t − t0): θ̄ tracks θ until t0, then is the running mean of the iterates."""
+    p0 = np.array([1.0, -1.0])
+    iterates = []
+    cfg = registry.get("optimizers", "asgd").schema(lr=0.1, t0=3, lambd=0.0)
+    p, g = p0.copy(), np.zeros(2)
+    opt = build_optimizer(cfg, p, g)
+    for _ in range(8):
+        g[...] = quad_grad(p)
+        opt.step(0.1)
+        iterates.append(p.copy())
+    # μ used at step t is 1/max(1, t − 1 − t0): steps 1..5 copy θ, then the mean of θ₄..θₜ
+    np.testing.assert_allclose(opt.state["ax"], np.mean(iterates[4:], axis=0), rtol=1e-14)
+
+
+def test_adafactor_factors_matrices_and_keeps_vectors():
+    p0 = np.random.default_rng(0).normal(size=N)
+    _, opt = run("adafactor", {}, p0, 1, SHAPES)
+    assert opt.state["row_var/layers.0.weight"].shape == (4, 1)
+    assert opt.state["col_var/layers.0.weight"].shape == (1, 3)
+    assert opt.state["variance/layers.0.bias"].shape == (4,)
+
+
+def test_muon_orthogonalises_and_falls_back_to_adamw_for_vectors():
+    from trainkit.optim.muon import newton_schulz
+
+    G = np.random.default_rng(0).normal(size=(6, 4))
+    ortho = newton_schulz(G, (3.4445, -4.7750, 2.0315), 5, 1e-7)
+    s = np.linalg.svd(ortho, compute_uv=False)
+    assert 0.5 < s.min() and s.max() < 1.5  # Keller Jordan's quintic: singular values in ~(0.7, 1.2)
+    U, _, Vt = np.linalg.svd(G, full_matrices=False)
+    assert np.sum(ortho * (U @ Vt)) / (np.linalg.norm(ortho) * 2) > 0.95  # the same direction as UVᵀ
+    p0 = np.random.default_rng(1).normal(size=N)
+    _, opt = run("muon", {"lr": 0.02}, p0, 3, SHAPES)
+    assert sorted(k for k in opt.state if k.startswith("momentum_buffer")) == [
+        "momentum_buffer/layers.0.weight",
+        "momentum_buffer/layers.2.weight",
+    ]
+    assert opt.rest.size == 6 and opt.adamw.t == 3
+
+
+def test_lbfgs_solves_a_quadratic_in_one_step():
+    p0 = np.random.default_rng(2).normal(size=5)
+    for ls in (None, "strong_wolfe"):
+        p, _ = run("lbfgs", {"line_search_fn": ls, "max_iter": 50, "tolerance_change": 1e-14}, p0, 1)
+        np.testing.assert_allclose(p, np.linspace(-1.0, 1.0, 5) / np.linspace(0.5, 4.0, 5), atol=1e-6)
+
+
+def test_lbfgs_without_closure_says_so():
+    cfg = registry.get("optimizers", "lbfgs").schema()
+    p = np.zeros(2)
+    with pytest.raises(RuntimeError, match="closure"):
+        build_optimizer(cfg, p, np.ones(2)).step(1.0)
+
+
+# ------------------------------------------------------------------ state round trip
+
+ROUND_TRIP = [
+    ("adamax", {"lr": 0.05}),
+    ("adadelta", {"weight_decay": 0.1}),
+    ("rprop", {}),
+    ("asgd", {"t0": 2}),
+    ("adafactor", {"weight_decay": 0.1}),
+    ("muon", {"lr": 0.02}),
+    ("lbfgs", {"history_size": 3, "max_iter": 2}),
+    ("lbfgs", {"history_size": 3, "max_iter": 2, "line_search_fn": "strong_wolfe"}),
+]
+
+
+@pytest.mark.parametrize("name,kwargs", ROUND_TRIP, ids=[f"{c[0]}-{i}" for i, c in enumerate(ROUND_TRIP)])
+def test_state_dict_round_trip_continues_identically(name, kwargs):
+    p0 = np.random.default_rng(3).normal(size=N)
+    straight, _ = run(name, kwargs, p0, 6, SHAPES)
+    half, opt = run(name, kwargs, p0, 3, SHAPES)
+    cfg = registry.get("optimizers", name).schema(**kwargs)
+    p, g = half.copy(), np.zeros_like(half)
+    fresh = build_optimizer(cfg, p, g, SHAPES)
+    fresh.load_state_dict({k: v.copy() if isinstance(v, np.ndarray) else v for k, v in opt.state_dict().items()})
+    for _ in range(3):
+        if getattr(fresh, "needs_closure", False):
+            fresh.closure = quad_closure(p, g)
+        g[...] = quad_grad(p)
+        fresh.step(cfg.lr)
+    np.testing.assert_array_equal(p, straight)
+
+
+# ------------------------------------------------------------------ hyperparameter checks
+
+BAD = [
+    ("adamax", {"lr": -1}, "lr", "greater than or equal to 0"),
+    ("adamax", {"betas": [1.0, 0.9]}, "betas", "index 0: 1.0"),
+    ("adamax", {"eps": -1}, "eps", "greater than or equal to 0"),
+    ("adamax", {"weight_decay": -1}, "weight_decay", "greater than or equal to 0"),
+    ("adadelta", {"rho": 1.5}, "rho", "less than or equal to 1"),
+    ("adadelta", {"rho": -0.1}, "rho", "greater than or equal to 0"),
+    ("adadelta", {"eps": -1}, "eps", "greater than or equal to 0"),
+    ("rprop", {"etas": [1.5, 1.2]}, "etas", "invalid eta values: 1.5, 1.2"),
+    ("rprop", {"etas": [0.5, 0.9]}, "etas", "invalid eta values"),
+    ("asgd", {"weight_decay": -1}, "weight_decay", "greater than or equal to 0"),
+    ("adafactor", {"beta2_decay": 0.5}, "beta2_decay", "less than or equal to 0"),
+    ("adafactor", {"eps": [-1, 1e-3]}, "eps", "epsilon1 should be >= 0"),
+    ("adafactor", {"eps": [None, -1]}, "eps", "epsilon2 should be >= 0"),
+    ("adafactor", {"d": 0.5}, "d", "greater than or equal to 1"),
+    ("muon", {"momentum": -1}, "momentum", "greater than or equal to 0"),
+    ("muon", {"weight_decay": -1}, "weight_decay", "greater than or equal to 0"),
+    ("muon", {"adjust_lr_fn": "other"}, "adjust_lr_fn", "'original' or 'match_rms_adamw'"),
+    ("muon", {"ns_steps": 100}, "ns_steps", "less than 100"),
+    ("muon", {"adamw_betas": [0.9, 1.0]}, "adamw_betas", "index 1: 1.0"),
+    ("lbfgs", {"lr": -1}, "lr", "greater than or equal to 0"),
+    ("lbfgs", {"line_search_fn": "armijo"}, "line_search_fn", "'strong_wolfe'"),
+    ("lbfgs", {"history_size": 0}, "history_size", "greater than or equal to 1"),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,field,message", BAD, ids=[f"{c[0]}-{c[2]}" for c in BAD])
+def test_torch_range_checks(name, kwargs, field, message):
+    with pytest.raises(ValidationError) as e:
+        registry.get("optimizers", name).schema(**kwargs)
+    errs = e.value.errors()
+    assert any(err["loc"][0] == field and message in err["msg"] for err in errs), errs
+
+
+def test_lbfgs_max_eval_defaults_to_five_quarters_of_max_iter():
+    assert registry.get("optimizers", "lbfgs").schema(max_iter=8).max_eval == 10
+
+
+# ------------------------------------------------------------------ torch 2.13, float64, a real run
+
+TORCH_EXACT = [
+    ("adamax", {"lr": 0.01, "weight_decay": 0.01}),
+    ("adamax", {"lr": 0.01, "betas": [0.8, 0.99], "maximize": False}),
+    ("adadelta", {"lr": 1.0, "rho": 0.8, "weight_decay": 0.01}),
+    ("rprop", {"lr": 0.01, "etas": [0.4, 1.3], "step_sizes": [1e-5, 0.5]}),
+    ("asgd", {"lr": 0.05, "lambd": 1e-3, "t0": 50, "weight_decay": 0.01}),
+    ("adafactor", {"lr": 0.01}),
+    ("adafactor", {"lr": 0.05, "weight_decay": 0.01, "d": 1.5, "eps": [1e-20, 1e-3], "beta2_decay": -0.5}),
+    ("muon", {"lr": 0.02, "adamw_lr": 0.003}),
+    ("muon", {"lr": 0.02, "nesterov": False, "adjust_lr_fn": "match_rms_adamw", "adamw_weight_decay": 0.0}),
+    ("lbfgs", {"lr": 0.5, "max_iter": 5, "history_size": 4}),
+    ("lbfgs", {"lr": 1.0, "max_iter": 6, "line_search_fn": "strong_wolfe"}),
+]
+
+
+def _torch_optimizers(torch, model, name, kwargs):
+    """The torch optimizer(s) the trainkit config means: muon is torch's Muon on the 2-D
+    weights plus AdamW on the rest, as torch.optim.Muon's documentation prescribes."""
+    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+    params = list(model.parameters())
+    if name == "muon":
+        adamw = {k[len("adamw_") :]: kw.pop(k) for k in list(kw) if k.startswith("adamw_")}
+        adamw.setdefault("lr", 3e-4)
+        adamw.setdefault("weight_decay", 0.01)
+        return [
+            torch.optim.Muon([p for p in params if p.ndim == 2], **kw),
+            torch.optim.AdamW([p for p in params if p.ndim != 2], **adamw),
+        ]
+    cls = {
+        "adamax": torch.optim.Adamax,
+        "adadelta": torch.optim.Adadelta,
+        "rprop": torch.optim.Rprop,
+        "asgd": torch.optim.ASGD,
+        "adafactor": torch.optim.Adafactor,
+        "lbfgs": torch.optim.LBFGS,
+    }[name]
+    return [cls(params, **kw)]
+
+
+@pytest.mark.parametrize("name,kwargs", TORCH_EXACT, ids=[f"{c[0]}-{i}" for i, c in enumerate(TORCH_EXACT)])
+def test_same_parameters_as_torch(tmp_path, monkeypatch, request, name, kwargs):
+    torch = pytest.importorskip("torch")
+    import trainkit
+
+    # optimizer scalars (ASGD's η and μ) live in the default dtype: float64 as everything else
+    monkeypatch.setattr(torch, "_saved_dtype", torch.get_default_dtype(), raising=False)
+    torch.set_default_dtype(torch.float64)
+    request.addfinalizer(lambda: torch.set_default_dtype(torch._saved_dtype))
+    # torch's Muon runs Newton–Schulz in bfloat16 (a GPU speed choice); trainkit in the
+    # parameters' dtype. Compare with torch's own iteration, its cast to bfloat16 left out.
+    monkeypatch.setattr(torch.Tensor, "bfloat16", lambda self: self.clone())
+    full_batch = name == "lbfgs"
+    # 210 steps; lbfgs: 6 steps of 5-6 iterations each. Past that, L-BFGS on this non-convex
+    # problem amplifies rounding chaotically: torch against itself, started 1e-15 apart, is
+    # 3e-10 apart after 10 steps and 1e-5 after 20.
+    epochs, bs = (6, 60) if full_batch else (70, 20)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    # lbfgs: a regression with a finite minimum (on separable classes its iterates grow without
+    # bound, and there rounding alone, ~1e-16 a step, grows past 1e-10)
+    y = X @ [1.0, -2.0, 0.5] + np.sin(3 * X[:, 0]) if full_batch else rng.integers(0, 3, 60)
+    n_out = 1 if full_batch else 3
+    np.savez(tmp_path / "data.npz", X=X, y=y)
+    torch.manual_seed(0)
+    model = torch.nn.Module()
+    model.layers = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, n_out)).double()
+    np.savez(tmp_path / "init.npz", **{k: v.detach().numpy() for k, v in model.state_dict().items()})
+    opt_block = ", ".join(f"{k}: {v if v is not None else 'null'}" for k, v in kwargs.items())
+    (tmp_path / "c.yaml").write_text(f"""
+data: {{name: npz, path: data.npz, val_fraction: 0}}
+model: {{name: mlp, hidden: [8], activation: tanh, init: {{from: init.npz}}}}
+loss: {"mse" if full_batch else "cross_entropy"}
+optimizer: {{name: {name}, {opt_block}}}
+schedule: {{name: step, step_size: 20, gamma: 0.5}}
+train: {{epochs: {epochs}, batch_size: {"full" if full_batch else bs}, shuffle: false, dtype: float64}}
+""")
+    result = trainkit.train(tmp_path / "c.yaml")
+    assert result.status == "completed", result.stop_reason
+
+    opts = _torch_optimizers(torch, model, name, kwargs)
+    scheds = [torch.optim.lr_scheduler.StepLR(o, step_size=20, gamma=0.5) for o in opts]
+    loss_fn = torch.nn.MSELoss() if full_batch else torch.nn.CrossEntropyLoss()
+    Xt, yt = torch.tensor(X), torch.tensor(y)[:, None] if full_batch else torch.tensor(y)
+    for _ in range(epochs):
+        for i in range(0, 60, bs):
+            xb, yb = Xt[i : i + bs], yt[i : i + bs]
+
+            def closure(xb=xb, yb=yb):
+                for o in opts:
+                    o.zero_grad()
+                loss = loss_fn(model.layers(xb), yb)
+                loss.backward()
+                return loss
+
+            if full_batch:
+                opts[0].step(closure)
+            else:
+                closure()
+                for o in opts:
+                    o.step()
+        for s in scheds:
+            s.step()
+    for k, v in model.state_dict().items():
+        np.testing.assert_allclose(result.params[k], v.numpy(), rtol=0, atol=1e-10, err_msg=k)
+
+
+def test_muon_newton_schulz_close_to_torch_in_bfloat16():
+    """Without the float64 patch: torch's bfloat16 iteration agrees to bfloat16's precision."""
+    torch = pytest.importorskip("torch")
+    from torch.optim._muon import _zeropower_via_newtonschulz
+
+    from trainkit.optim.muon import newton_schulz
+
+    G = np.random.default_rng(0).normal(size=(8, 5))
+    ours = newton_schulz(G, (3.4445, -4.7750, 2.0315), 5, 1e-7)
+    theirs = _zeropower_via_newtonschulz(torch.tensor(G), (3.4445, -4.7750, 2.0315), 5, 1e-7).double().numpy()
+    assert np.abs(ours - theirs).max() < 0.05 * np.abs(ours).max()
