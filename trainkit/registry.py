@@ -30,6 +30,10 @@ _COMPONENT_MODULES = (
     "trainkit.optim.adaptive",
     "trainkit.optim.muon",
     "trainkit.optim.lbfgs",
+    "trainkit.optim.lion",
+    "trainkit.optim.lamb",
+    "trainkit.optim.schedule_free",
+    "trainkit.optim.prodigy",
     "trainkit.optim.schedules",
 )
 

@@ -202,7 +202,12 @@ class Trainer:
                     self.rng.bit_generator.state = self.partial["shuffle_state"]
                     acc.load_state_dict(self.partial["acc"])
                     skip, self.partial = self.partial["step"], None
+                averaged = getattr(self.opt, "averaged_eval", False)  # schedule-free: step at y, evaluate at x
+                if averaged:
+                    self.opt.switch_to_train()
                 failure = self._train_epoch(batches, lr, acc, skip)
+                if averaged:
+                    self.opt.switch_to_eval()
                 if failure:
                     status, reason = failure
                     break
