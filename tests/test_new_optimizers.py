@@ -419,3 +419,54 @@ def test_muon_newton_schulz_close_to_torch_in_bfloat16():
     ours = newton_schulz(G, (3.4445, -4.7750, 2.0315), 5, 1e-7)
     theirs = _zeropower_via_newtonschulz(torch.tensor(G), (3.4445, -4.7750, 2.0315), 5, 1e-7).double().numpy()
     assert np.abs(ours - theirs).max() < 0.05 * np.abs(ours).max()
+
+
+# ------------------------------------------------------------------ compare-optimizers
+
+
+def test_compare_auto_grid_keeps_prodigy_at_its_documented_lr():
+    from conftest import CONFIGS
+
+    from trainkit.compare.runner import compare
+
+    comp = compare(CONFIGS / "compare_new_quadratic.yaml", ["adam", "prodigy"], seeds=1, lr_grid="auto", jobs=1)
+    search = {s["optimizer"]: s for s in comp.lr_search}
+    assert search["prodigy"]["scores"] == [] and search["prodigy"]["chosen_lr"] == 1.0
+    assert len(search["adam"]["scores"]) == 5
+    assert {r["optimizer"]["name"] for r in comp.runs} == {"adam", "prodigy"}
+
+
+def test_compare_runs_lbfgs_full_batch():
+    from conftest import CONFIGS
+
+    from trainkit.compare import runner
+    from trainkit.config import load_config
+
+    loaded = load_config(CONFIGS / "compare_new_mlp.yaml", kind="any")
+    (job,) = runner._jobs(loaded, runner.parse_spec("lbfgs", "-o"), 0.5, [0], None, playground=False)
+    assert "train.batch_size=full" in job.overrides
+    comp = runner.compare(
+        CONFIGS / "compare_new_mlp.yaml", ["lbfgs lr=0.5"], seeds=1, jobs=1, overrides=["train.epochs=2"]
+    )
+    assert comp.runs[0]["status"] == "completed"
+
+
+def test_playground_gives_lbfgs_its_closure_and_reports_schedule_free_at_x():
+    from trainkit import registry
+    from trainkit.compare.playground import QuadraticConfig, run_problem
+
+    problem = QuadraticConfig(condition_number=10)
+    for kwargs in ({}, {"line_search_fn": "strong_wolfe"}):
+        entry = registry.get("optimizers", "lbfgs")
+        assert run_problem(problem, entry, entry.schema(**kwargs), 50)["final_value"] < 1e-12
+    entry = registry.get("optimizers", "schedule_free_sgd")
+    cfg = entry.schema(lr=0.05)
+    out = run_problem(problem, entry, cfg, 30)
+    p, g = np.array(problem.start), np.zeros(2)
+    opt = entry.build(cfg, p, g)
+    for _ in range(30):
+        g[...] = problem.grad(*p)
+        opt.step(0.05)
+    y = p.copy()
+    opt.switch_to_eval()
+    assert out["final_point"] == p.tolist() != y.tolist()

@@ -236,6 +236,7 @@ def compare_optimizers(
                 f"{e['lr']:g}→{'diverged' if e['score'] == float('inf') else format(e['score'], '.4g')}"
                 for e in s["scores"]
             )
+            + s.get("note", "")
         )
     if plot is not None:
         console.print(f"plot written to {plot}")

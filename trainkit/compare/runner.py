@@ -188,6 +188,10 @@ def _default_lr(loaded: LoadedConfig, spec: dict) -> float:
     return float(registry.get("optimizers", spec["name"]).schema.model_fields["lr"].default)
 
 
+def _lr_free(spec: dict) -> bool:
+    return getattr(registry.get("optimizers", spec["name"]).schema, "learning_rate_free", False)
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")
 
@@ -203,7 +207,7 @@ def _jobs(
             ov.append(f"optimizer={json.dumps(spec)}")
         else:
             ov += [f"optimizer={json.dumps(spec)}", "output.dir=null"]
-            if spec["name"] == "gd":
+            if spec["name"] in ("gd", "lbfgs"):  # full-batch methods
                 ov.append("train.batch_size=full")
         run_dir = str(out / _slug(f"{contender.label}-lr{lr:g}-seed{seed}")) if out else None
         jobs.append(Job(contender.label, spec, seed, tuple(ov), run_dir))
@@ -238,8 +242,11 @@ def compare(
     contenders = contenders_for(loaded, specs)
     n_seeds = seeds or (block.seeds if block else 1)
     grid = lr_grid if lr_grid is not None else (block.lr_grid if block else None)
+    fixed_lr: dict[str, float] = {}
     if grid == "auto":
         grid = list(AUTO_GRID)
+        # learning-rate-free optimizers (prodigy) keep their documented lr instead of a search
+        fixed_lr = {c.label: _default_lr(loaded, c.spec) for c in contenders if _lr_free(c.spec)}
     target = target_loss if target_loss is not None else (block.target_loss if block else None)
     seed_list = [loaded.config.seed + i for i in range(n_seeds)]
     out = Path(output_dir) if output_dir else None
@@ -255,11 +262,17 @@ def compare(
         search_jobs = [
             j
             for c in contenders
+            if c.label not in fixed_lr
             for lr in grid
             for j in _jobs(loaded, c, lr, seed_list[:1], None, playground, overrides)
         ]
         results = _run_all(fn, search_jobs, config_path, n_workers)
         for c in contenders:
+            if c.label in fixed_lr:
+                chosen[c.label] = fixed_lr[c.label]
+                note = f"none, learning-rate-free: its documented lr {fixed_lr[c.label]:g}"
+                lr_search.append({"optimizer": c.label, "scores": [], "chosen_lr": fixed_lr[c.label], "note": note})
+                continue
             scored = [
                 (j.optimizer["lr"], _score(r, playground)) for j, r in zip(search_jobs, results) if j.label == c.label
             ]

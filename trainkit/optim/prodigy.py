@@ -7,7 +7,7 @@ schedules still apply on top, as in the reference.
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional
+from typing import ClassVar, Literal, Optional
 
 from pydantic import Field
 
@@ -20,6 +20,7 @@ class ProdigyConfig(_Betas):
     """Prodigy: learning-rate-free Adam, the step size estimated from the distance travelled (Mishchenko & Defazio 2023)."""
 
     name: Literal["prodigy"] = "prodigy"
+    learning_rate_free: ClassVar[bool] = True  # compare-optimizers --lr-grid auto keeps lr 1.0
     lr: float = Field(1.0, gt=0, description="multiplies the estimated step size d; keep 1.0")
     beta3: Optional[float] = Field(None, ge=0, le=1, description="decay of the d estimate's sums (default √β₂)")
     eps: float = Field(1e-8, gt=0, description="added to √v, scaled by d")
