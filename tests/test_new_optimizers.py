@@ -470,3 +470,23 @@ def test_playground_gives_lbfgs_its_closure_and_reports_schedule_free_at_x():
     y = p.copy()
     opt.switch_to_eval()
     assert out["final_point"] == p.tolist() != y.tolist()
+
+
+@pytest.mark.parametrize("name", ["schedule_free_adamw", "lbfgs", "muon"])
+def test_resume_continues_the_run(tmp_path, name):
+    """Stopped after epoch 2 and resumed: the same end as a straight run (schedule-free to
+    rounding: its checkpoint holds x, and y is rebuilt from x and z)."""
+    from test_runs import train_into
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"""
+data: {{name: moons, n_samples: 80, val_fraction: 0.25}}
+model: {{name: mlp, hidden: [6]}}
+optimizer: {{name: {name}, lr: 0.01}}
+train: {{epochs: 4, batch_size: {"full" if name == "lbfgs" else 20}, dtype: float64}}
+""")
+    straight = train_into(tmp_path / "a", cfg)
+    assert train_into(tmp_path / "b", cfg, stop_after_epoch=2).status == "interrupted"
+    resumed = train_into(tmp_path / "b", cfg, resume=True)
+    for k in straight.params:
+        np.testing.assert_allclose(resumed.params[k], straight.params[k], rtol=0, atol=1e-13, err_msg=k)
