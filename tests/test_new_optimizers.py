@@ -339,9 +339,8 @@ def test_same_parameters_as_torch_or_reference(tmp_path, monkeypatch, request, n
     import trainkit
 
     # optimizer scalars (ASGD's η and μ) live in the default dtype: float64 as everything else
-    monkeypatch.setattr(torch, "_saved_dtype", torch.get_default_dtype(), raising=False)
+    request.addfinalizer(lambda old=torch.get_default_dtype(): torch.set_default_dtype(old))
     torch.set_default_dtype(torch.float64)
-    request.addfinalizer(lambda: torch.set_default_dtype(torch._saved_dtype))
     # torch's Muon runs Newton–Schulz in bfloat16 (a GPU speed choice); trainkit in the
     # parameters' dtype. Compare with torch's own iteration, its cast to bfloat16 left out.
     monkeypatch.setattr(torch.Tensor, "bfloat16", lambda self: self.clone())
