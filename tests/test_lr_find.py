@@ -119,7 +119,7 @@ def test_ctrl_c_exits_130(tmp_path):
          "--steps", "10000000", "--start-lr", "1e-9", "--end-lr", "1e-8"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(4)  # imports done, ramping (the tiny rates never diverge)
+    time.sleep(5)  # imports done, ramping (the tiny rates never diverge)
     assert proc.poll() is None
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)

@@ -124,9 +124,9 @@ def lr_find(
             for xb, tb in batches.epoch(tr.rng):
                 i = len(lrs)
                 lr = start_lr * ratio ** (i / max(1, steps - 1))
-                loss = tr._reevaluate(xb, tb)  # forward, backward, regularization, clipping
+                loss = tr.loss_and_grad(xb, tb)  # forward, backward, regularization, clipping
                 if getattr(opt, "needs_closure", False):
-                    opt.closure = lambda xb=xb, tb=tb: tr._reevaluate(xb, tb)
+                    opt.closure = lambda xb=xb, tb=tb: tr.loss_and_grad(xb, tb)
                 lrs.append(lr)
                 losses.append(loss)
                 if not math.isfinite(loss):

@@ -281,7 +281,7 @@ class Trainer:
             if self.per_step_lr:
                 lr = self.schedule.lr(opt.t)  # opt.t: optimizer steps taken so far
             if getattr(opt, "needs_closure", False):  # L-BFGS re-evaluates on this batch inside its step
-                opt.closure = lambda xb=xb, tb=tb: self._reevaluate(xb, tb)
+                opt.closure = lambda xb=xb, tb=tb: self.loss_and_grad(xb, tb)
             opt.step(lr)
             self.last_lr = lr
             if self.stop_requested and step < batches.n_batches:
@@ -291,9 +291,9 @@ class Trainer:
             return "diverged", f"parameters became non-finite in epoch {epoch}"
         return None
 
-    def _reevaluate(self, xb, tb) -> float:
-        """Loss (regularization included) and gradient at the current parameters on one batch:
-        the closure that torch's L-BFGS calls inside `step`."""
+    def loss_and_grad(self, xb, tb) -> float:
+        """Loss (regularization included) and gradient at the current parameters on one batch,
+        the gradient left in the network's buffer: L-BFGS's closure (torch's `step(closure)`), lr-find's step."""
         value = self.loss.forward(self.net.forward(xb, training=True), tb)
         self.net.backward(self.loss.backward())
         if self._reg_slices is not None:
