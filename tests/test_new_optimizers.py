@@ -51,6 +51,16 @@ def test_adamax_first_step_is_lr_times_sign():
     np.testing.assert_allclose(p, p0 - 0.1 * np.sign(quad_grad(p0)), rtol=1e-15)
 
 
+def test_lion_moves_every_coordinate_by_exactly_lr():
+    """m₀ = 0: the first step is −η·sign(g); later ones −η·sign(β₁m + (1 − β₁)g), still ±η each."""
+    p0 = np.array([1.0, -2.0, 3.0, 0.5])
+    p1, _ = run("lion", {"lr": 0.01}, p0, 1)
+    np.testing.assert_allclose(p1, p0 - 0.01 * np.sign(quad_grad(p0)), rtol=1e-15)
+    p5, _ = run("lion", {"lr": 0.01}, p0, 5)
+    steps = (p5 - p0) / 0.01
+    np.testing.assert_allclose(steps, np.round(steps), atol=1e-9)  # whole multiples of η
+
+
 def test_adadelta_first_step():
     """t = 1: v = (1 − ρ)g², Δ = √ε/√(v + ε)·g."""
     p0 = np.array([1.0, -2.0])

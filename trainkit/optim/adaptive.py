@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-import numpy as np
 from pydantic import Field, field_validator
 
 from trainkit.backend import xp
@@ -215,7 +214,7 @@ class Adafactor(Optimizer):
     def update(self, lr):
         c = self.cfg
         self._prepare_grad()  # maximize; the decay is decoupled, below
-        eps1 = c.eps[0] if c.eps[0] is not None else float(np.finfo(self.p.dtype).eps)
+        eps1 = c.eps[0] if c.eps[0] is not None else float(xp.finfo(self.p.dtype).eps)
         one_minus_beta2 = self.t**c.beta2_decay
         rho = min(lr, 1.0 / self.t**0.5)
         for name, p in self.params.items():

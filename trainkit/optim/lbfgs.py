@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from typing import Literal, Optional
 
-import numpy as np
 from pydantic import Field, model_validator
 
 from trainkit.backend import xp
@@ -219,7 +218,7 @@ class LBFGS(Optimizer):
 
     def state_dict(self):
         n = self.p.size
-        empty = np.zeros((0, n), self.p.dtype)
+        empty = xp.zeros((0, n), self.p.dtype)
         return {
             "t": self.t,
             "n_iter": self.n_iter,
@@ -227,11 +226,11 @@ class LBFGS(Optimizer):
             "step_t": self.step_t,
             "H_diag": self.H_diag,
             "prev_loss": self.prev_loss,
-            "d": self.d.copy() if self.d is not None else np.zeros(0, self.p.dtype),
-            "prev_flat_grad": self.prev_flat_grad.copy() if self.prev_flat_grad is not None else np.zeros(0),
-            "old_dirs": np.array(self.old_dirs) if self.old_dirs else empty,
-            "old_stps": np.array(self.old_stps) if self.old_stps else empty,
-            "ro": np.array(self.ro, dtype=np.float64),
+            "d": self.d.copy() if self.d is not None else xp.zeros(0, self.p.dtype),
+            "prev_flat_grad": self.prev_flat_grad.copy() if self.prev_flat_grad is not None else xp.zeros(0),
+            "old_dirs": xp.stack(self.old_dirs) if self.old_dirs else empty,
+            "old_stps": xp.stack(self.old_stps) if self.old_stps else empty,
+            "ro": xp.asarray(self.ro, dtype=xp.float64),
         }
 
     def load_state_dict(self, state):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from typing import Literal, Optional
 
-import numpy as np
 from pydantic import Field, field_validator
 
 from trainkit.backend import xp
@@ -86,8 +85,8 @@ class Muon(Optimizer):
         for k, w, _ in self.matrices:
             self.state[f"momentum_buffer/{k}"] = xp.zeros_like(w)
         # The other tensors, gathered into buffers of their own for the AdamW fallback.
-        rest = [np.arange(params.size)[sl] for sl, s in layout.values() if len(s) != 2]
-        self.rest = np.concatenate(rest) if rest else np.zeros(0, dtype=np.intp)
+        rest = [xp.arange(params.size)[sl] for sl, s in layout.values() if len(s) != 2]
+        self.rest = xp.concatenate(rest) if rest else xp.zeros(0, dtype=xp.intp)
         self.rest_p, self.rest_g = params[self.rest], grads[self.rest]
         adamw_cfg = AdamWConfig(
             lr=cfg.adamw_lr, betas=cfg.adamw_betas, eps=cfg.adamw_eps, weight_decay=cfg.adamw_weight_decay
