@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import CONFIGS, ROOT
+from conftest import CONFIGS, ROOT, require
 
 from trainkit import api
 from trainkit.compare import pool, ranking
@@ -168,7 +168,7 @@ def test_output_dir_holds_runs_and_comparison(tmp_path):
 
 
 def test_plot_writes_png(tmp_path, cli):
-    pytest.importorskip("matplotlib")
+    require("matplotlib")
     for cfg in ("compare_linreg.yaml", "rosenbrock.yaml"):
         out = tmp_path / (cfg + ".png")
         r = cli("compare-optimizers", CONFIGS / cfg, "-j", "1", "--plot", out)
@@ -417,7 +417,7 @@ def test_usage_errors_under_json_are_one_json_document(cli, args, message):
 
 
 def test_plot_path_is_checked_before_any_training(cli, monkeypatch, tmp_path):
-    pytest.importorskip("matplotlib")
+    require("matplotlib")
     monkeypatch.setattr(pool, "run_all", lambda *a, **k: pytest.fail("trained before checking --plot"))
     r = cli("compare-optimizers", CONFIGS / "linreg.yaml", "--plot", tmp_path / "curves.txt")
     assert r.code == 2 and "extension .txt" in r.stderr and ".png" in r.stderr
@@ -476,7 +476,7 @@ def _saved_figure(monkeypatch):
 
 
 def test_curves_show_the_mean_with_a_band_and_each_lr(monkeypatch, tmp_path):
-    pytest.importorskip("matplotlib")
+    require("matplotlib")
     from matplotlib.collections import PolyCollection
 
     from trainkit.report.plots import plot_comparison
@@ -495,7 +495,7 @@ def test_curves_show_the_mean_with_a_band_and_each_lr(monkeypatch, tmp_path):
 
 
 def test_playground_plot_labels_axes_and_draws_paths_above_the_contours(monkeypatch, tmp_path):
-    pytest.importorskip("matplotlib")
+    require("matplotlib")
     from trainkit.report.plots import plot_comparison
 
     saved = _saved_figure(monkeypatch)

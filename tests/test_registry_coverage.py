@@ -8,8 +8,10 @@ here fails, naming the table to add it to:
     layers      tests/test_gradients.py          LAYERS      backward vs central finite differences
     losses      tests/test_gradients.py          LOSSES      backward vs central finite differences
     optimizers  tests/test_optimizers.py         CASES       the update rule written out again (torch's pseudocode)
+    optimizers  tests/test_new_optimizers.py     TORCH_EXACT, REFERENCE  torch or the paper's reference code
     optimizers  tests/test_torch_equivalence.py  OPTIMIZERS  the same training run in torch (float64, 1e-10)
     schedules   tests/test_components.py         test_schedule_closed_forms' table: each rate's closed form
+    schedules   tests/test_schedules_torch.py    CASES       torch's lr_scheduler, 120 steps
 
 A component checked by a test of its own (not a table row) is listed in that oracle's
 `by_hand` with the test that checks it.
@@ -22,7 +24,9 @@ from dataclasses import dataclass, field
 import pytest
 import test_components
 import test_gradients
+import test_new_optimizers
 import test_optimizers
+import test_schedules_torch
 
 from trainkit import registry
 
@@ -53,9 +57,10 @@ class Oracle:
     test: object  # the parametrised test function
     where: str  # what a new component adds, and where
     by_hand: dict = field(default_factory=dict)  # name -> the separate test that checks it
+    also: tuple = ()  # further parametrised oracles of the same kind (e.g. for newer components)
 
     def covered(self) -> set[str]:
-        return names_in_table(self.test) | set(self.by_hand)
+        return set().union(*(names_in_table(t) for t in (self.test, *self.also))) | set(self.by_hand)
 
     def check(self) -> None:
         missing = sorted(set(registry.names(self.kind)) - self.covered())
@@ -76,13 +81,16 @@ ORACLES = [
     Oracle(
         "optimizers",
         test_optimizers.test_update_rule_matches_published_pseudocode,
-        "CASES in tests/test_optimizers.py (a reference implementation of the update rule)",
+        "CASES in tests/test_optimizers.py (a reference implementation of the update rule), or TORCH_EXACT/"
+        "REFERENCE in tests/test_new_optimizers.py (torch or the paper's reference package over 210 steps)",
+        also=(test_new_optimizers.test_same_parameters_as_torch_or_reference,),
     ),
     Oracle(
         "schedules",
         test_components.test_schedule_closed_forms,
         "the table of test_schedule_closed_forms in tests/test_components.py (the rate's closed form)",
         by_hand={"reduce_on_plateau": test_components.test_reduce_on_plateau_follows_torch_rules},
+        also=(test_schedules_torch.test_rates_equal_torch,),
     ),
 ]
 
@@ -102,14 +110,16 @@ def test_every_optimizer_has_a_torch_oracle():
         te.test_same_parameters_as_torch,
         "OPTIMIZERS in tests/test_torch_equivalence.py, or to NOT_IN_TORCH there with the reason",
         by_hand={"gd": te.test_logistic_bce_matches_torch, **te.NOT_IN_TORCH},
+        also=(test_new_optimizers.test_same_parameters_as_torch_or_reference,),
     ).check()
 
 
 def test_a_component_without_an_oracle_is_named():
     """The check itself can fail: a registered name missing from the table is reported."""
-    oracle = Oracle("optimizers", test_optimizers.test_update_rule_matches_published_pseudocode, "CASES")
-    oracle.by_hand = {}
+    real = next(o for o in ORACLES if o.kind == "optimizers")
+    oracle = Oracle("optimizers", real.test, "CASES", also=real.also)
     covered = oracle.covered()
+    assert "radam" in covered
     oracle.covered = lambda: covered - {"radam"}
     with pytest.raises(AssertionError, match="optimizers registered without an oracle: radam; add a row to CASES"):
         oracle.check()

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import require
 
 from trainkit.nn.layers import GELU, GELUConfig
 from trainkit.nn.special import erf, erfc
@@ -62,7 +63,7 @@ def test_gelu_matches_x_phi_x(dtype):
 
 
 def test_gelu_equals_torch_in_float64():
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     x = np.concatenate([np.linspace(-40, 40, 100_000), np.random.default_rng(0).normal(size=10_000)])
     for approximate in ("none", "tanh"):
         layer = GELU(GELUConfig(approximate=approximate))
@@ -76,7 +77,7 @@ def test_gelu_equals_torch_in_float64():
 
 
 def test_gelu_tanh_in_float32_matches_torch():
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     x = np.random.default_rng(0).normal(scale=4, size=(64, 64)).astype(np.float32)
     y = GELU(GELUConfig(approximate="tanh")).forward(x, training=False)
     assert y.dtype == np.float32

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import require
 
 import trainkit
 from trainkit import api
@@ -10,7 +11,7 @@ from trainkit.backend import threads
 from trainkit.config import load_config_text
 from trainkit.errors import ConfigError
 
-pytest.importorskip("threadpoolctl")
+require("threadpoolctl")
 
 MLP = (
     "seed: 0\ndata: {{name: moons, n_samples: 256, val_fraction: 0}}\n"

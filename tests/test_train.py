@@ -82,11 +82,13 @@ EXPECTATIONS = {
     "iris.yaml": lambda r: r.metrics["test_accuracy"] >= 0.93,
     "compare_linreg.yaml": lambda r: abs(r.params["weight"][0, 0] - 3) < 0.15,
     "compare_mlp.yaml": lambda r: r.metrics["val_accuracy"] >= 0.95,
+    "compare_new_mlp.yaml": lambda r: r.metrics["val_accuracy"] >= 0.95,
     "overfit_regularized.yaml": lambda r: r.status == "early_stopped" and r.metrics["val_loss"] < 0.4,
 }
 
 
 PLAYGROUNDS = {"rosenbrock.yaml", "saddle.yaml"}  # no data: run by compare-optimizers (test_compare.py)
+PLAYGROUNDS.add("compare_new_quadratic.yaml")  # run in test_new_optimizers.py
 
 
 def test_every_config_is_covered():

@@ -27,6 +27,7 @@ from trainkit.losses import Head, HeadMismatch, head_for
 from trainkit.nn.models import declared_out_features
 from trainkit.optim.optimizers import BatchSizeError, resolve_batch_size
 from trainkit.optim.schedules import build_schedule
+from trainkit.optim.tensors import build_optimizer
 from trainkit.rng import stream
 from trainkit.runs.trainer import RunResult, Trainer
 
@@ -137,7 +138,8 @@ def build(loaded: LoadedConfig) -> Experiment:
         if part is not None:
             arrays[f"X_{name}"], arrays[f"T_{name}"] = arrays_for(part, state, loss, dtype)
 
-    optimizer = registry.get("optimizers", cfg.optimizer.name).build(cfg.optimizer, net.flat, net.grad)
+    shapes = {k: v.shape for k, v in net.params.items()}
+    optimizer = build_optimizer(cfg.optimizer, net.flat, net.grad, shapes)
     schedule = build_schedule(cfg.schedule, cfg.optimizer.lr)
     trainer = Trainer(
         net, loss, optimizer, schedule, cfg.train, cfg.regularization, task, cfg.loss.name,

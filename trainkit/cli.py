@@ -303,6 +303,53 @@ def _validated_playground(config: Path, loaded, as_json: bool) -> None:
         )
 
 
+@app.command("lr-find")
+def lr_find(
+    config: Path = typer.Argument(..., help="YAML config file.", show_default=False),
+    start_lr: float = typer.Option(1e-7, "--start-lr", help="First rate of the ramp."),
+    end_lr: float = typer.Option(10.0, "--end-lr", help="Last rate of the ramp."),
+    steps: int = typer.Option(200, "--steps", help="Optimizer steps in the ramp (epochs repeat as needed)."),
+    diverge: float = typer.Option(4.0, "--diverge", help="Stop when the smoothed loss passes this × its minimum."),
+    suggest: str = typer.Option(
+        "minimum", "--suggest", help="minimum: the minimum's rate / 10; steepest: fastest fall."
+    ),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write loss against rate (log scale) to this PNG."),
+    set_: Optional[list[str]] = SetOpt,
+    seed: Optional[int] = SeedOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Learning-rate range test: ramp the rate exponentially from a fresh model and suggest one."""
+    from trainkit.errors import TrainkitError
+    from trainkit.optim import lr_find as finder
+
+    try:
+        finder.check_options(start_lr, end_lr, steps, diverge, suggest)
+        if plot is not None:
+            from trainkit.report.plots import require_matplotlib
+
+            require_matplotlib()
+        result = finder.lr_find(_load(config, set_ or [], seed), start_lr, end_lr, steps, diverge, suggest)
+        if plot is not None:
+            from trainkit.report.lr_find import plot_lr_find
+
+            plot_lr_find(result, plot)
+    except TrainkitError as err:
+        _fail(err, as_json)
+    if as_json:
+        _emit_json(result.to_dict())
+    else:
+        from trainkit.report.lr_find import lr_find_report
+        from trainkit.report.terminal import choose_mode, make_console
+
+        console = make_console(sys.stdout, plain=choose_mode("auto", sys.stdout) == "plain")
+        lr_find_report(result, console)
+        if plot is not None:
+            console.print(f"plot written to {plot}")
+    if result.suggested_lr is None:
+        print("error: no rate to suggest: the loss did not fall during the ramp", file=sys.stderr)
+        raise typer.Exit(1)
+
+
 @app.command()
 def validate(
     config: Path = typer.Argument(..., help="YAML config file.", show_default=False),

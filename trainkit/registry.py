@@ -27,6 +27,13 @@ _COMPONENT_MODULES = (
     "trainkit.nn.models",
     "trainkit.losses",
     "trainkit.optim.optimizers",
+    "trainkit.optim.adaptive",
+    "trainkit.optim.muon",
+    "trainkit.optim.lbfgs",
+    "trainkit.optim.lion",
+    "trainkit.optim.lamb",
+    "trainkit.optim.schedule_free",
+    "trainkit.optim.prodigy",
     "trainkit.optim.schedules",
 )
 

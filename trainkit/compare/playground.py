@@ -139,6 +139,13 @@ def run_problem(problem, optimizer_entry, opt_cfg, steps: int, tol: float = 1e-1
     status, taken = "completed", steps
     t0 = time.perf_counter()
     with np.errstate(all="ignore"):
+        if getattr(opt, "needs_closure", False):  # L-BFGS re-evaluates f and its gradient inside a step
+
+            def closure():
+                g[...] = problem.grad(*p)
+                return float(problem.f(*p))
+
+            opt.closure = closure
         for step in range(1, steps + 1):
             g[...] = problem.grad(*p)
             if float(np.linalg.norm(g)) < tol:
@@ -152,6 +159,8 @@ def run_problem(problem, optimizer_entry, opt_cfg, steps: int, tol: float = 1e-1
                 path.append(p.tolist())
                 values.append(float(problem.f(*p)))
                 value_steps.append(step)
+    if getattr(opt, "averaged_eval", False):  # schedule-free: the result is the averaged point x
+        opt.switch_to_eval()
     if path[-1] != p.tolist() and np.isfinite(p).all():
         path.append(p.tolist())
         values.append(float(problem.f(*p)))

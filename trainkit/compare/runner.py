@@ -115,6 +115,10 @@ def _default_lr(loaded: LoadedConfig, spec: dict) -> float:
     return float(registry.get("optimizers", spec["name"]).schema.model_fields["lr"].default)
 
 
+def _lr_free(spec: dict) -> bool:
+    return getattr(registry.get("optimizers", spec["name"]).schema, "learning_rate_free", False)
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")
 
@@ -220,8 +224,11 @@ def compare(
     contenders = contenders_for(loaded, specs)
     n_seeds = seeds or (block.seeds if block else 1)
     grid = lr_grid if lr_grid is not None else (block.lr_grid if block else None)
+    fixed_lr: dict[str, float] = {}
     if grid == "auto":
         grid = list(AUTO_GRID)
+        # learning-rate-free optimizers (prodigy) keep their documented lr instead of a search
+        fixed_lr = {c.label: _default_lr(loaded, c.spec) for c in contenders if _lr_free(c.spec)}
     target = target_loss if target_loss is not None else (block.target_loss if block else None)
     _check_numbers(loaded, grid, target, lr_grid is not None, target_loss is not None)
     seed_list = [loaded.config.seed + i for i in range(n_seeds)]
@@ -249,12 +256,19 @@ def compare(
         search_jobs = [
             j
             for c in contenders
+            if c.label not in fixed_lr
             for lr in grid
             for j in _jobs(loaded, c, lr, seed_list[:1], None, playground, overrides)
         ]
         results = run(search_jobs, True)
         picked_on = _picked_on(playground, results)
         for c in contenders:
+            if c.label in fixed_lr:
+                chosen[c.label] = fixed_lr[c.label]
+                note = f"none, learning-rate-free: its documented lr {fixed_lr[c.label]:g}"
+                entry = {"scores": [], "chosen_lr": fixed_lr[c.label], "note": note}
+                lr_search.append({"optimizer": c.label, "picked_on": picked_on, **entry})
+                continue
             mine = [(j.optimizer["lr"], r) for j, r in zip(search_jobs, results) if j.label == c.label]
             chosen[c.label], entry = pick_lr(mine, playground)
             lr_search.append({"optimizer": c.label, "picked_on": picked_on, **entry})

@@ -278,7 +278,8 @@ def _clip(message: str) -> str:
 def did_you_mean(got: str, choices: list[str], label: str | None) -> str | None:
     close = []
     if len(got) <= 64:  # a long value is no typo; difflib on it would only cost time
-        close = difflib.get_close_matches(got, choices, n=1, cutoff=0.5)
+        # of the close matches, the one nearest in length: 'adma' is 'adam' misspelt, not 'adamax'
+        close = sorted(difflib.get_close_matches(got, choices, n=3, cutoff=0.5), key=lambda c: abs(len(c) - len(got)))
         if not close:
             low = {c.lower(): c for c in choices}
             close = [low[got.lower()]] if got.lower() in low else []

@@ -9,6 +9,7 @@ base rate η₀; `observe(epoch, metrics)` lets a schedule react to the epoch's 
 
 from __future__ import annotations
 
+import bisect
 import math
 from typing import Annotated, Literal, Optional
 
@@ -216,6 +217,172 @@ class ReduceOnPlateau(Schedule):
     def load_state_dict(self, state):
         self.current, self.best = float(state["current"]), float(state["best"])
         self.bad_epochs, self.cooldown_left = int(state["bad_epochs"]), int(state["cooldown_left"])
+
+
+# --------------------------------------------------------------------------- cycles, restarts, sequences
+
+
+class OneCycleConfig(ScheduleConfig):
+    """One cycle (Smith & Topin 2018): warm up to max_lr, then anneal far below the start (torch.optim.lr_scheduler.OneCycleLR)."""
+
+    name: Literal["one_cycle"] = "one_cycle"
+    total_steps: int = Field(ge=1, description="length of the cycle (epochs, or steps with interval: step)")
+    max_lr: Optional[float] = Field(None, gt=0, description="peak rate (default: the optimizer's lr)")
+    pct_start: float = Field(0.3, ge=0, le=1, description="fraction of the cycle spent rising")
+    anneal_strategy: Literal["cos", "linear"] = "cos"
+    div_factor: float = Field(25.0, gt=0, description="the cycle starts at max_lr / div_factor")
+    final_div_factor: float = Field(1e4, gt=0, description="and ends at max_lr / (div_factor · final_div_factor)")
+    three_phase: bool = Field(False, description="rise, fall back to the start, then anneal (fast.ai's variant)")
+
+
+class CyclicConfig(ScheduleConfig):
+    """Cyclical rates (Smith 2015) between the optimizer's lr and max_lr (torch.optim.lr_scheduler.CyclicLR)."""
+
+    name: Literal["cyclic"] = "cyclic"
+    max_lr: float = Field(gt=0, description="upper end of the cycle (the optimizer's lr is the lower)")
+    step_size_up: int = Field(2000, ge=1, description="epochs (or steps) rising")
+    step_size_down: Optional[int] = Field(None, ge=1, description="epochs (or steps) falling (default step_size_up)")
+    mode: Literal["triangular", "triangular2", "exp_range"] = "triangular"
+    gamma: float = Field(1.0, gt=0, description="exp_range: the amplitude is scaled by gamma^step")
+
+
+class CosineWarmRestartsConfig(ScheduleConfig):
+    """Cosine annealing restarted every T_i epochs, T_i growing by T_mult (SGDR; torch's CosineAnnealingWarmRestarts)."""
+
+    name: Literal["cosine_warm_restarts"] = "cosine_warm_restarts"
+    T_0: int = Field(ge=1, description="length of the first period")
+    T_mult: int = Field(1, ge=1, description="each period is T_mult times the previous")
+    eta_min: float = Field(0.0, ge=0)
+
+
+class PolynomialConfig(ScheduleConfig):
+    """Polynomial decay to zero over total_iters (torch.optim.lr_scheduler.PolynomialLR)."""
+
+    name: Literal["polynomial"] = "polynomial"
+    total_iters: int = Field(5, ge=1, description="epochs (or steps) until the rate reaches 0")
+    power: float = Field(1.0, ge=0)
+
+
+_Member = named_union(
+    ConstantConfig,
+    StepConfig,
+    MultiStepConfig,
+    ExponentialConfig,
+    CosineConfig,
+    LinearWarmupConfig,
+    OneCycleConfig,
+    CyclicConfig,
+    CosineWarmRestartsConfig,
+    PolynomialConfig,
+)
+
+
+class SequentialConfig(ScheduleConfig):
+    """Schedules one after another, switching at the milestones (torch.optim.lr_scheduler.SequentialLR)."""
+
+    name: Literal["sequential"] = "sequential"
+    schedules: list[_Member] = Field(min_length=1, description="each counts its epochs from its own start")
+    milestones: list[Annotated[int, Field(ge=1)]] = Field(description="where each next schedule starts")
+
+    @field_validator("milestones")
+    @classmethod
+    def _increasing(cls, v, info):
+        n = len(info.data.get("schedules") or ())
+        if n and len(v) != n - 1:
+            raise ValueError(f"{n} schedules need {n - 1} milestones, got {len(v)}")
+        if any(b <= a for a, b in zip(v, v[1:])):
+            raise ValueError(f"milestones must be strictly increasing, got {v}")
+        return v
+
+    @field_validator("schedules")
+    @classmethod
+    def _one_interval(cls, v):
+        for i, member in enumerate(v):
+            if "interval" in member.model_fields_set:
+                raise ValueError(f"schedules[{i}] sets interval: set it once, on the sequential schedule")
+        return v
+
+
+@register("schedules", OneCycleConfig)
+class OneCycle(Schedule):
+    """η rises from η_max/d to η_max over the first pct_start·T, then anneals (cos or linear) to
+    η_max/(d·f) at T − 1 (three_phase: back to η_max/d by 2·pct_start·T, then to the floor);
+    it stays at that floor from T − 1 on (torch raises past T)."""
+
+    def __init__(self, cfg, base_lr):
+        super().__init__(cfg, base_lr)
+        top = cfg.max_lr if cfg.max_lr is not None else base_lr
+        low = top / cfg.div_factor
+        floor, T, pct = low / cfg.final_div_factor, cfg.total_steps, cfg.pct_start
+        if cfg.three_phase:
+            self.phases = [(pct * T - 1, low, top), (2 * pct * T - 2, top, low), (T - 1, low, floor)]
+        else:
+            self.phases = [(pct * T - 1, low, top), (T - 1, top, floor)]
+
+    def lr(self, epoch):
+        step = min(epoch, self.cfg.total_steps - 1)
+        start = 0.0
+        for i, (end, a, b) in enumerate(self.phases):
+            if step <= end or i == len(self.phases) - 1:
+                pct = (step - start) / (end - start)
+                if self.cfg.anneal_strategy == "cos":
+                    return b + (a - b) / 2.0 * (math.cos(math.pi * pct) + 1)
+                return (b - a) * pct + a
+            start = end
+
+
+@register("schedules", CyclicConfig)
+class Cyclic(Schedule):
+    """x = position in the current cycle (0 to 1); h = x/r rising (r = up/(up + down)), (x − 1)/(r − 1)
+    falling;  η = η₀ + (η_max − η₀)·h·s with s = 1 (triangular), 1/2^(cycle − 1) (triangular2),
+    γ^e (exp_range)."""
+
+    def lr(self, epoch):
+        c = self.cfg
+        up = float(c.step_size_up)
+        total = up + float(c.step_size_down if c.step_size_down is not None else c.step_size_up)
+        ratio = up / total
+        cycle = math.floor(1 + epoch / total)
+        x = 1.0 + epoch / total - cycle
+        h = x / ratio if x <= ratio else (x - 1) / (ratio - 1)
+        scale = {"triangular": 1.0, "triangular2": 1 / (2.0 ** (cycle - 1)), "exp_range": c.gamma**epoch}[c.mode]
+        return self.base + (c.max_lr - self.base) * h * scale
+
+
+@register("schedules", CosineWarmRestartsConfig)
+class CosineWarmRestarts(Schedule):
+    """T_cur = epochs since the last restart, T_i the current period;
+    η = η_min + ½(η₀ − η_min)(1 + cos(π T_cur / T_i))."""
+
+    def lr(self, epoch):
+        c = self.cfg
+        t_cur, t_i = epoch, c.T_0
+        while t_cur >= t_i:  # whole periods, as torch's step() counts them
+            t_cur, t_i = t_cur - t_i, t_i * c.T_mult
+        return c.eta_min + (self.base - c.eta_min) * (1 + math.cos(math.pi * t_cur / t_i)) / 2
+
+
+@register("schedules", PolynomialConfig)
+class Polynomial(Schedule):
+    """η = η₀ (1 − min(e, T)/T)^power."""
+
+    def lr(self, epoch):
+        c = self.cfg
+        return self.base * (1.0 - min(c.total_iters, epoch) / c.total_iters) ** c.power
+
+
+@register("schedules", SequentialConfig)
+class Sequential(Schedule):
+    """η = schedule_k's rate at e − m_k, where m_k is the last milestone ≤ e (m_0 = 0)."""
+
+    def __init__(self, cfg, base_lr):
+        super().__init__(cfg, base_lr)
+        self.members = [build_schedule(m, base_lr) for m in cfg.schedules]
+        self.starts = [0, *cfg.milestones]
+
+    def lr(self, epoch):
+        k = bisect.bisect_right(self.starts, epoch) - 1
+        return self.members[k].lr(epoch - self.starts[k])
 
 
 def build_schedule(cfg, base_lr: float) -> Schedule:

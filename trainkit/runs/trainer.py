@@ -224,7 +224,12 @@ class Trainer:
                     self.rng.bit_generator.state = self.partial["shuffle_state"]
                     acc.load_state_dict(self.partial["acc"])
                     skip, self.partial = self.partial["step"], None
+                averaged = getattr(self.opt, "averaged_eval", False)  # schedule-free: step at y, evaluate at x
+                if averaged:
+                    self.opt.switch_to_train()
                 failure = self._train_epoch(batches, lr, acc, skip)
+                if averaged:
+                    self.opt.switch_to_eval()
                 if failure:
                     status, reason = failure
                     break
@@ -308,6 +313,8 @@ class Trainer:
                 self._clip()
             if self.per_step_lr:
                 lr = self.schedule.lr(opt.t)  # opt.t: optimizer steps taken so far
+            if getattr(opt, "needs_closure", False):  # L-BFGS re-evaluates on this batch inside its step
+                opt.closure = lambda xb=xb, tb=tb: self.loss_and_grad(xb, tb)
             opt.step(lr)
             self.last_lr = lr
             if self.stop_requested and step < batches.n_batches:
@@ -317,6 +324,18 @@ class Trainer:
         if not bool(xp.isfinite(net.flat).all()):
             return "diverged", f"parameters became non-finite in epoch {epoch}"
         return None
+
+    def loss_and_grad(self, xb, tb) -> float:
+        """Loss (regularization included) and gradient at the current parameters on one batch,
+        the gradient left in the network's buffer: L-BFGS's closure (torch's `step(closure)`), lr-find's step."""
+        value = self.loss.forward(self.net.forward(xb, training=True), tb)
+        self.net.backward(self.loss.backward())
+        if self._reg_slices is not None:
+            self._reg_grad()
+            value += self.reg_loss()
+        if self.cfg.clip_grad_norm is not None or self.cfg.clip_grad_value is not None:
+            self._clip()
+        return value
 
     def params(self) -> dict[str, np.ndarray]:
         return {k: to_numpy(v).copy() for k, v in self.net.params.items()}
