@@ -74,8 +74,9 @@ def load_init(loaded: LoadedConfig, net, path_str: str) -> None:
             arrays = {k: f[k] for k in f.keys()}
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
         raise loaded.error(key, f"cannot read {path_str} as .npz: {e}") from None
-    missing = [k for k in net.params if k not in arrays]
-    extra = [k for k in arrays if k not in net.params]
+    named = {**net.params, **net.buffers}  # buffers (batch-norm statistics) load too, as in torch
+    missing = [k for k in named if k not in arrays]
+    extra = [k for k in arrays if k not in named]
     if missing or extra:
         parts = []
         if missing:
@@ -85,9 +86,9 @@ def load_init(loaded: LoadedConfig, net, path_str: str) -> None:
         raise loaded.error(
             key,
             f"{path_str} does not match the model's parameters: {'; '.join(parts)}",
-            f"the model's parameters are: {', '.join(f'{k} {tuple(v.shape)}' for k, v in net.params.items())}",
+            f"the model's parameters are: {', '.join(f'{k} {tuple(v.shape)}' for k, v in named.items())}",
         )
-    for k, v in net.params.items():
+    for k, v in named.items():
         if arrays[k].shape != v.shape:
             raise loaded.error(
                 key,
@@ -125,7 +126,7 @@ def build(loaded: LoadedConfig) -> Experiment:
             f"the model has {declared} outputs but the data has {what}",
             "leave the output size out and it is taken from the data",
         )
-    net = registry.get("models", cfg.model.name).build(cfg.model, n_features, out_features, dtype)
+    net = _build_model(loaded, state, n_features, out_features, dtype)
     init = cfg.model.init
     if getattr(init, "from_", None) is not None:
         load_init(loaded, net, init.from_)
@@ -169,6 +170,20 @@ def build(loaded: LoadedConfig) -> Experiment:
         "data": train_ds.source,
     }
     return Experiment(loaded, trainer, net, data, arrays, state, info)
+
+
+def _build_model(loaded: LoadedConfig, state, n_features: int, out_features: int, dtype):
+    """The model for the data: models that take shapes get each sample's shape ((C, H, W), ...)."""
+    from trainkit.nn.spatial import ShapeError
+
+    cfg = loaded.config.model
+    build = registry.get("models", cfg.name).build
+    shape = tuple(state.shape) if getattr(state, "shape", None) else (n_features,)
+    try:
+        return build(cfg, shape if getattr(build, "takes_shape", False) else n_features, out_features, dtype)
+    except ShapeError as e:
+        key = ("model", "layers", e.index) if cfg.name == "sequential" and e.index is not None else ("model",)
+        raise loaded.error(key, str(e), f"each sample of the data has shape {shape}") from None
 
 
 def _check_monitors(loaded: LoadedConfig, trainer: Trainer, has_val: bool) -> None:

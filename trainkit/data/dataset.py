@@ -28,6 +28,9 @@ class DatasetConfig(Component):
         "none", description="feature scaling, fitted on the training split only"
     )
     augment: list[Augmentation] = Field(default_factory=list, description="applied to training batches only")
+    shape: Optional[list[Annotated[int, Field(ge=1)]]] = Field(
+        None, description="shape of one sample, channels first ([C, L] or [C, H, W]): feature columns reshaped to it"
+    )
 
     @model_validator(mode="after")
     def _fractions(self):
@@ -51,6 +54,7 @@ class Dataset:
     classes: list | None = None
     source: str = ""
     categorical: dict[str, np.ndarray] = field(default_factory=dict)  # raw columns to one-hot encode
+    shape: tuple[int, ...] | None = None  # one sample's shape (C, L) / (C, H, W); X holds it flattened
 
     def __len__(self) -> int:
         return len(self.X)

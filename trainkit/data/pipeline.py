@@ -15,6 +15,7 @@ import numpy as np
 
 from trainkit import registry
 from trainkit.data.dataset import Dataset, encode_labels, guess_task, label_names, split
+from trainkit.data.shapes import channel_scaling, check_same_shape, sample_shape
 from trainkit.errors import DataError
 from trainkit.rng import stream
 
@@ -32,6 +33,7 @@ class DataState:
     scale: str = "none"
     offset: list[float] | None = None
     factor: list[float] | None = None
+    shape: list[int] | None = None  # one sample's shape for convolutional models (data/shapes.py)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -130,6 +132,8 @@ def _prepare(loaded) -> tuple[dict[str, Dataset | None], DataState]:
                 "set data.task: multiclass, or use cross_entropy",
             )
     state = DataState(task, classes, list(ds.feature_names))
+    shape = sample_shape(ds, dcfg.shape)
+    state.shape = list(shape) if shape else None
     ds.y = state.labels(ds)
 
     extra = {}
@@ -139,6 +143,7 @@ def _prepare(loaded) -> tuple[dict[str, Dataset | None], DataState]:
             other = load_file(dcfg, loaded.resolve_path, p)
             if other.n_features != ds.n_features:
                 raise DataError(f"has {other.n_features} feature columns, the training data {ds.n_features}", p)
+            check_same_shape(other, shape, dcfg.shape, p)
             other.y = state.labels(other)
             extra[part] = other
     val_fraction = 0.0 if "val" in extra else dcfg.val_fraction
@@ -152,7 +157,9 @@ def _prepare(loaded) -> tuple[dict[str, Dataset | None], DataState]:
     state.scale = dcfg.scale
     if dcfg.scale != "none":
         X = state.features(train)
-        if dcfg.scale == "standardize":
+        if shape is not None and len(shape) >= 2:  # images and signals: per channel
+            offset, factor = channel_scaling(X, shape, dcfg.scale)
+        elif dcfg.scale == "standardize":
             offset, factor = X.mean(axis=0), X.std(axis=0)
         else:
             offset, factor = X.min(axis=0), X.max(axis=0) - X.min(axis=0)

@@ -1,6 +1,7 @@
 """Checkpoints: everything needed to continue a run bit-exactly, in one .npz file.
 
-Arrays: `param/<name>` (by torch state_dict name), `optim/<state>`, `early/best_params`.
+Arrays: `param/<name>` and `buffer/<name>` (by torch state_dict name), `optim/<state>`,
+`early/best_params`.
 `meta` (a JSON string): epoch, optimizer scalars, schedule and early-stopping state, the
 RNG states (shuffle, dropout, augmentation), a partial epoch if the run stopped mid-epoch,
 the history so far, and the data state (classes, categories, scaling) for evaluate/predict.
@@ -28,6 +29,7 @@ def _dropout_rngs(net):
 def checkpoint_bytes(exp, extra_meta: dict | None = None) -> bytes:
     tr = exp.trainer
     arrays = {f"param/{k}": to_numpy(v) for k, v in exp.net.params.items()}
+    arrays.update({f"buffer/{k}": to_numpy(v) for k, v in exp.net.buffers.items()})
     meta = {
         "format": FORMAT,
         "epoch": tr.epoch,
@@ -61,7 +63,7 @@ def checkpoint_bytes(exp, extra_meta: dict | None = None) -> bytes:
 def params_bytes(exp) -> bytes:
     """Parameters alone (best.npz): loadable with `model.init: {from: best.npz}`."""
     buf = io.BytesIO()
-    np.savez(buf, **{k: to_numpy(v) for k, v in exp.net.params.items()})
+    np.savez(buf, **{k: to_numpy(v) for k, v in {**exp.net.params, **exp.net.buffers}.items()})
     return buf.getvalue()
 
 
@@ -77,18 +79,24 @@ def load(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     return arrays, meta
 
 
+def restore_model(net, arrays: dict) -> None:
+    """Parameters (`param/`) and buffers (`buffer/`: batch-norm statistics) by name."""
+    for prefix, named in (("param", net.params), ("buffer", net.buffers)):
+        for k, v in named.items():
+            key = f"{prefix}/{k}"
+            if key not in arrays or arrays[key].shape != v.shape:
+                raise DataError(
+                    f"checkpoint does not match the model ({k})",
+                    None,
+                    "the config changed since the checkpoint was written",
+                )
+            v[...] = arrays[key]
+
+
 def restore(exp, arrays: dict, meta: dict) -> None:
     """Put a run back in the state a checkpoint recorded."""
     tr, net = exp.trainer, exp.net
-    for k, v in net.params.items():
-        key = f"param/{k}"
-        if key not in arrays or arrays[key].shape != v.shape:
-            raise DataError(
-                f"checkpoint does not match the model ({k})",
-                None,
-                "the config changed since the checkpoint was written",
-            )
-        v[...] = arrays[key]
+    restore_model(net, arrays)
     opt_state = dict(meta["optimizer"])
     opt_state.update({k[len("optim/") :]: v for k, v in arrays.items() if k.startswith("optim/")})
     tr.opt.load_state_dict(opt_state)
