@@ -4,11 +4,11 @@ Shapes: x (n, C, H, W) -> y (n, O, Ho, Wo); weight (O, C, kh, kw), bias (O,);
 Ho = ⌊(H + pad_top + pad_bottom − d(kh − 1) − 1) / s⌋ + 1, and the same for W.
 1-D layers are 2-D layers of height 1 (see spatial.py): weight (O, C, k) outside, (O, C·k) inside.
 
-im2col copies every receptive field of the padded input once into a row of
-cols (n·Ho·Wo, C·kh·kw), and the convolution is one GEMM:
-    Y = cols Wᵀ + b                        (a row per output position, a column per channel)
-Backward, with dY (n·Ho·Wo, O):
-    dW = dYᵀ cols,   db = Σ_rows dY,   dcols = dY W,   dx = col2im(dcols)
+im2col copies every receptive field of the padded input once into a column of
+cols (C·kh·kw, n·Ho·Wo) (the layout of Caffe and CS231n), and the convolution is one GEMM:
+    Y = W cols + b                         (a row per output channel, a column per position)
+Backward, with dY (O, n·Ho·Wo):
+    dW = dY colsᵀ,   db = Σ_columns dY,   dcols = Wᵀ dY,   dx = col2im(dcols)
 col2im adds each field's gradient back where it was copied from; fields overlap when the
 stride is below the kernel, so the adds accumulate (one strided add per kernel tap).
 """
@@ -93,8 +93,8 @@ class Conv2dConfig(_ConvConfig):
 
 
 class _Conv(ShapedLayer):
-    """y = W ⋆ x + b by im2col: Y = cols Wᵀ + b.  Backward: dW = dYᵀ cols, db = Σ dY,
-    dx = col2im(dY W)."""
+    """y = W ⋆ x + b by im2col: Y = W cols + b.  Backward: dW = dY colsᵀ, db = Σ dY,
+    dx = col2im(Wᵀ dY)."""
 
     def __init__(self, cfg: _ConvConfig):
         d = self.spatial_dims
@@ -120,11 +120,10 @@ class _Conv(ShapedLayer):
         c, h, w = check_spatial(shape, self.spatial_dims)
         self.win = Window(self.kernel, self.stride, self.dilation, self._pads())
         if not self.win.fits(h, w):
-            k = self.kernel[1:] if self.spatial_dims == 1 else self.kernel
-            raise ShapeError(
-                f"kernel {fmt_shape(k)} (dilation {self.dilation[-self.spatial_dims :]}) is larger than its "
-                f"padded input {fmt_shape(shape[1:])}"
-            )
+            d = self.spatial_dims
+            span = tuple(self.win.span(a) for a in (0, 1))[-d:]
+            padded = self.win.padded_shape((1, c, h, w))[2:][-d:]
+            raise ShapeError(f"kernel of extent {fmt_shape(span)} is larger than its padded input {fmt_shape(padded)}")
         self.in_channels, self.in_hw, self.out_hw = c, (h, w), self.win.out_size(h, w)
         return spatial_out(self.out_channels, self.out_hw, self.spatial_dims)
 
@@ -160,37 +159,37 @@ class _Conv(ShapedLayer):
         return from_4d(y, self.spatial_dims)
 
     def _conv(self, x4, y, buf):
-        """y (n, O, Ho, Wo) ← conv(x4); returns cols (n·Ho·Wo, C·kh·kw) for the backward pass."""
+        """y (n, O, Ho, Wo) ← conv(x4); returns cols (C·kh·kw, n·Ho·Wo) for the backward pass."""
         n, dtype, (ho, wo), win = len(x4), x4.dtype, self.out_hw, self.win
         xpad = win.pad_into(buf("xpad", win.padded_shape(x4.shape), dtype), x4) if any(win.pad) else x4
-        cols = buf("cols", (n, ho, wo, self.in_channels, *self.kernel), dtype)
+        cols = buf("cols", (self.in_channels, *self.kernel, n, ho, wo), dtype)
         cols[...] = win.windows(xpad, ho, wo)  # im2col: one copy of every receptive field
-        cols = cols.reshape(n * ho * wo, -1)
-        out = xp.matmul(cols, self.W2.T, out=buf("gemm", (n * ho * wo, self.out_channels), dtype))
+        cols = cols.reshape(-1, n * ho * wo)
+        out = xp.matmul(self.W2, cols, out=buf("gemm", (self.out_channels, n * ho * wo), dtype))
         if self.b is not None:
-            out += self.b
-        y[...] = out.reshape(n, ho, wo, self.out_channels).transpose(0, 3, 1, 2)
+            out += self.b[:, None]
+        y[...] = out.reshape(self.out_channels, n, ho, wo).transpose(1, 0, 2, 3)
         return cols
 
     def backward(self, dy):
         dy4 = to_4d(dy, self.spatial_dims)
         n, dtype, (ho, wo), win = len(dy4), dy.dtype, self.out_hw, self.win
-        dY = self._buffer("dY", (n, ho, wo, self.out_channels), dtype)
-        dY[...] = dy4.transpose(0, 2, 3, 1)
-        dY = dY.reshape(-1, self.out_channels)
-        xp.matmul(dY.T, self.cols, out=self.gW2)
+        dY = self._buffer("dY", (self.out_channels, n, ho, wo), dtype)
+        dY[...] = dy4.transpose(1, 0, 2, 3)
+        dY = dY.reshape(self.out_channels, -1)
+        xp.matmul(dY, self.cols.T, out=self.gW2)
         if self.b is not None:
-            xp.add.reduce(dY, axis=0, out=self.gb)
+            xp.add.reduce(dY, axis=1, out=self.gb)
         if not self.needs_input_grad:
             return None
         kh, kw = self.kernel
-        dcols = xp.matmul(dY, self.W2, out=self._buffer("dcols", self.cols.shape, dtype))
-        dcols = dcols.reshape(n, ho, wo, self.in_channels, kh, kw)
+        dcols = xp.matmul(self.W2.T, dY, out=self._buffer("dcols", self.cols.shape, dtype))
+        dcols = dcols.reshape(self.in_channels, kh, kw, n, ho, wo)
         h, w = self.in_hw
         dxpad = self._buffer("dxpad", win.padded_shape((n, self.in_channels, h, w)), dtype)
         dxpad.fill(0)
         for t, rows, cols in win.taps(ho, wo):  # col2im: each tap's gradient back where it was read
-            dxpad[:, :, rows, cols] += dcols[:, :, :, :, t // kw, t % kw].transpose(0, 3, 1, 2)
+            dxpad[:, :, rows, cols] += dcols[:, t // kw, t % kw].transpose(1, 0, 2, 3)
         return from_4d(win.unpad(dxpad, h, w), self.spatial_dims)
 
 

@@ -140,6 +140,16 @@ class Network:
         ]
 
 
+def shape_table(net: Network) -> str:
+    """The per-layer table `trainkit validate` prints: index, layer, output shape, parameters."""
+    rows = [("#", "layer", "output shape", "params"), ("", "input", fmt_shape(net.in_shape), "")]
+    rows += [(str(r["index"]), r["layer"], fmt_shape(r["output_shape"]), str(r["params"])) for r in net.summary()]
+    widths = [max(len(r[c]) for r in rows) for c in range(4)]
+    return "\n".join(
+        f"  {a:>{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d:>{widths[3]}}".rstrip() for a, b, c, d in rows
+    )
+
+
 def layer_name(layer) -> str:
     """The registry name of a layer (for messages and tables)."""
     return getattr(layer, "name", None) or type(layer).__name__.lower()

@@ -103,8 +103,10 @@ class _Pool(ShapedLayer):
     def build(self, shape):
         c, h, w = check_spatial(shape, self.spatial_dims)
         if not self.win.fits(h, w):
-            k = self.kernel[1:] if self.spatial_dims == 1 else self.kernel
-            raise ShapeError(f"pooling window {fmt_shape(k)} is larger than its padded input {fmt_shape(shape[1:])}")
+            d = self.spatial_dims
+            span = tuple(self.win.span(a) for a in (0, 1))[-d:]
+            padded = self.win.padded_shape((1, c, h, w))[2:][-d:]
+            raise ShapeError(f"pooling window {fmt_shape(span)} is larger than its padded input {fmt_shape(padded)}")
         self.in_shape4, self.out_hw = (c, h, w), self.win.out_size(h, w)
         return spatial_out(c, self.out_hw, self.spatial_dims)
 

@@ -110,12 +110,12 @@ class Window:
         return xpad[:, :, t : t + h, lft : lft + w]
 
     def windows(self, xpad, ho: int, wo: int):
-        """Read-only view (n, Ho, Wo, C, kh, kw) of every receptive field (no copy)."""
+        """Read-only view (C, kh, kw, n, Ho, Wo) of every receptive field (no copy)."""
         n, c = xpad.shape[:2]
         s_n, s_c, s_h, s_w = xpad.strides
         (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
         return xp.lib.stride_tricks.as_strided(
-            xpad, (n, ho, wo, c, kh, kw), (s_n, s_h * sh, s_w * sw, s_c, s_h * dh, s_w * dw), writeable=False
+            xpad, (c, kh, kw, n, ho, wo), (s_c, s_h * dh, s_w * dw, s_n, s_h * sh, s_w * sw), writeable=False
         )
 
 
