@@ -165,7 +165,11 @@ def test_training_buffers_are_reused_across_steps():
 @pytest.mark.parametrize(
     "layers,shape,match",
     [
-        ([("conv2d", {"out_channels": 2, "kernel_size": 5})], (1, 4, 4), r"layers\[0\] \(conv2d\) kernel of extent \(5, 5\) is larger than its padded input \(4, 4\)"),
+        (
+            [("conv2d", {"out_channels": 2, "kernel_size": 5})],
+            (1, 4, 4),
+            r"layers\[0\] \(conv2d\) kernel of extent \(5, 5\) is larger than its padded input \(4, 4\)",
+        ),
         (
             [("conv1d", {"out_channels": 2, "kernel_size": 3})],
             (1, 4, 4),
