@@ -183,7 +183,10 @@ def _build_model(loaded: LoadedConfig, state, n_features: int, out_features: int
         return build(cfg, shape if getattr(build, "takes_shape", False) else n_features, out_features, dtype)
     except ShapeError as e:
         key = ("model", "layers", e.index) if cfg.name == "sequential" and e.index is not None else ("model",)
-        raise loaded.error(key, str(e), f"each sample of the data has shape {shape}") from None
+        hint = f"each sample of the data has shape {shape}"
+        if cfg.name == "cnn" and len(shape) == 2:
+            hint += "; for (channels, length) signals set model.dims: 1"
+        raise loaded.error(key, str(e), hint) from None
 
 
 def _check_monitors(loaded: LoadedConfig, trainer: Trainer, has_val: bool) -> None:

@@ -22,6 +22,7 @@ KINDS = ("datasets", "augmentations", "models", "layers", "losses", "optimizers"
 _COMPONENT_MODULES = (
     "trainkit.data.augment",
     "trainkit.data.synthetic",
+    "trainkit.data.signals",
     "trainkit.data.loaders",
     "trainkit.nn.layers",
     "trainkit.nn.conv",
