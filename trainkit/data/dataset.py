@@ -9,10 +9,26 @@ import numpy as np
 from pydantic import BeforeValidator, Field, model_validator
 
 from trainkit.config.base import Component
-from trainkit.data.augment import FeatureDropoutConfig, GaussianNoiseConfig, MixupConfig
+from trainkit.data.augment import (
+    CutoutConfig,
+    FeatureDropoutConfig,
+    GaussianNoiseConfig,
+    MixupConfig,
+    RandomCropConfig,
+    RandomFlipConfig,
+    RandomShiftConfig,
+)
 
 Augmentation = Annotated[
-    Union[GaussianNoiseConfig, FeatureDropoutConfig, MixupConfig],
+    Union[
+        GaussianNoiseConfig,
+        FeatureDropoutConfig,
+        MixupConfig,
+        RandomCropConfig,
+        RandomFlipConfig,
+        RandomShiftConfig,
+        CutoutConfig,
+    ],
     Field(discriminator="name"),
     BeforeValidator(lambda v: {"name": v} if isinstance(v, str) else v),
 ]
