@@ -24,6 +24,7 @@ _COMPONENT_MODULES = (
     "trainkit.data.synthetic",
     "trainkit.data.signals",
     "trainkit.data.loaders",
+    "trainkit.data.images",
     "trainkit.nn.layers",
     "trainkit.nn.conv",
     "trainkit.nn.pooling",
