@@ -379,3 +379,18 @@ def test_default_init_is_torch_s_distribution(name, shape):
     w = net.params["layers.0.weight"]
     assert np.abs(w).max() <= bound and np.abs(w).max() > 0.95 * bound
     assert np.abs(net.params["layers.0.bias"]).max() <= bound
+
+
+@pytest.mark.parametrize("kwargs", [{"kernel_size": 2}, {"kernel_size": 3, "stride": 1, "padding": 1}])
+def test_max_pool_ties_go_to_the_first_maximum_as_in_torch(kwargs):
+    """Integer-valued inputs tie often (as zeros after a ReLU do): the gradient goes to the
+    first maximum of each window in row-major order, exactly as torch routes it."""
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(8).integers(0, 3, (3, 2, 6, 6)).astype(np.float64)
+    net, layer = one_layer_net("max_pool2d", kwargs, (2, 6, 6))
+    layer.needs_input_grad = True
+    y = net.forward(x.reshape(3, -1), training=True)
+    r = np.random.default_rng(9).normal(size=y.shape)
+    xt = torch.tensor(x, requires_grad=True)
+    (torch.nn.MaxPool2d(**kwargs)(xt) * torch.tensor(r)).sum().backward()
+    np.testing.assert_allclose(layer.backward(r.copy()), xt.grad.numpy(), rtol=0, atol=1e-12)  # sums in another order

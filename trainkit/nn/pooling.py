@@ -127,34 +127,36 @@ class _Pool(ShapedLayer):
 
 class _MaxPool(_Pool):
     """y = max over the window (padding is −∞).  Backward: dy goes to the window's arg max
-    (the first one on ties, as torch); overlapping windows add up."""
+    (the first one on ties, as torch); overlapping windows add up.
+
+    The arg max is found in the backward pass, tap by tap in window order: the first tap
+    whose value equals y takes the gradient (cheaper than tracking it in the forward pass)."""
 
     fill = -math.inf
 
     def forward(self, x, training):
         x4 = to_4d(x, self.spatial_dims)
         buf = self._buffer if training else scratch
-        shape = (len(x4), x4.shape[1], *self.out_hw)
         xpad = self._padded(x4, buf)
-        y, arg = buf("y", shape, x.dtype), buf("arg", shape, xp.int32)
-        better = buf("better", shape, bool)
+        y = buf("y", (len(x4), x4.shape[1], *self.out_hw), x.dtype)
         for t, rows, cols in self.win.taps(*self.out_hw):
-            view = xpad[:, :, rows, cols]
             if t == 0:
-                y[...], arg[...] = view, 0
-                continue
-            xp.greater(view, y, out=better)  # strict: the first maximum wins ties
-            xp.copyto(y, view, where=better)
-            xp.copyto(arg, t, where=better)
-        self.arg = arg
+                y[...] = xpad[:, :, rows, cols]
+            else:
+                xp.maximum(y, xpad[:, :, rows, cols], out=y)
+        self.xpad, self.y = xpad, y
         return from_4d(y, self.spatial_dims)
 
     def backward(self, dy):
         dy4 = to_4d(dy, self.spatial_dims)
         dxpad = self._dxpad(len(dy4), dy.dtype)
-        hit, part = self._buffer("hit", dy4.shape, bool), self._buffer("part", dy4.shape, dy.dtype)
-        for t, rows, cols in self.win.taps(*self.out_hw):
-            xp.equal(self.arg, t, out=hit)
+        hit, open_ = self._buffer("hit", dy4.shape, bool), self._buffer("open", dy4.shape, bool)
+        part = self._buffer("part", dy4.shape, dy.dtype)
+        open_.fill(True)  # windows whose maximum has not been claimed by an earlier tap
+        for _, rows, cols in self.win.taps(*self.out_hw):
+            xp.equal(self.xpad[:, :, rows, cols], self.y, out=hit)
+            hit &= open_
+            open_ ^= hit
             dxpad[:, :, rows, cols] += xp.multiply(dy4, hit, out=part)
         return self._dx(dxpad)
 
