@@ -186,11 +186,14 @@ class _Conv(ShapedLayer):
         dcols = xp.matmul(self.W2.T, dY, out=self._buffer("dcols", self.cols.shape, dtype))
         dcols = dcols.reshape(self.in_channels, kh, kw, n, ho, wo)
         h, w = self.in_hw
-        dxpad = self._buffer("dxpad", win.padded_shape((n, self.in_channels, h, w)), dtype)
+        # col2im, channels first (C, n, H, W) so each tap's add reads dcols contiguously
+        dxpad = self._buffer("dxpad", win.padded_shape((self.in_channels, n, h, w)), dtype)
         dxpad.fill(0)
-        for t, rows, cols in win.taps(ho, wo):  # col2im: each tap's gradient back where it was read
-            dxpad[:, :, rows, cols] += dcols[:, t // kw, t % kw].transpose(1, 0, 2, 3)
-        return from_4d(win.unpad(dxpad, h, w), self.spatial_dims)
+        for t, rows, cols in win.taps(ho, wo):  # each tap's gradient back where it was read
+            dxpad[:, :, rows, cols] += dcols[:, t // kw, t % kw]
+        dx = self._buffer("dx", (n, self.in_channels, h, w), dtype)
+        dx[...] = win.unpad(dxpad, h, w).transpose(1, 0, 2, 3)
+        return from_4d(dx, self.spatial_dims)
 
 
 @register("layers", Conv1dConfig)
