@@ -113,6 +113,11 @@ def test_plain_rows_are_one_channel_signals_for_conv1d(tmp_path):
             "output of shape (2, 4, 4) per sample; end with flatten and a linear layer",
         ),
         ("model.layers.3.kernel_size=7", "model.layers[3]", "layers[3] (max_pool2d) pooling window (7, 7) is larger"),
+        (
+            "model.layers=[{name: conv2d, out_channels: 2, kernel_size: 3}, flatten]",
+            "model.layers[1]",
+            "layers[1] (flatten) gives 32 outputs per sample but the data needs 1",
+        ),
     ],
 )
 def test_shape_misfits_exit_2_naming_the_layer_before_training(cli, image_config, override, key, message):

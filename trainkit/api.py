@@ -174,13 +174,22 @@ def build(loaded: LoadedConfig) -> Experiment:
 
 def _build_model(loaded: LoadedConfig, state, n_features: int, out_features: int, dtype):
     """The model for the data: models that take shapes get each sample's shape ((C, H, W), ...)."""
+    from trainkit.nn.network import layer_name
     from trainkit.nn.spatial import ShapeError
 
     cfg = loaded.config.model
     build = registry.get("models", cfg.name).build
     shape = tuple(state.shape) if getattr(state, "shape", None) else (n_features,)
     try:
-        return build(cfg, shape if getattr(build, "takes_shape", False) else n_features, out_features, dtype)
+        net = build(cfg, shape if getattr(build, "takes_shape", False) else n_features, out_features, dtype)
+        if net.out_features != out_features:  # e.g. a layer list that ends without a linear layer
+            raise ShapeError(
+                f"gives {net.out_features} outputs per sample but the data needs {out_features}; "
+                "end with a linear layer (its out_features comes from the data)",
+                len(net.layers) - 1,
+                layer_name(net.layers[-1]),
+            )
+        return net
     except ShapeError as e:
         key = ("model", "layers", e.index) if cfg.name == "sequential" and e.index is not None else ("model",)
         hint = f"each sample of the data has shape {shape}"
