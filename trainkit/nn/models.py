@@ -166,8 +166,9 @@ def _flat_output(net: Network) -> Network:
 
 
 class CNNConfig(ModelConfig):
-    """Convolutional network: per entry of `channels` a conv (padding 'same'), optional batch
-    norm, the activation and a pool; then flatten and dense layers of sizes `hidden`."""
+    """Convolutional network: conv blocks of `channels`, then dense layers of sizes `hidden`.
+
+    Each block: conv (padding 'same'), optional batch norm, the activation, a pool."""
 
     name: Literal["cnn"] = "cnn"
     channels: list[Annotated[int, Field(ge=1)]] = Field(
