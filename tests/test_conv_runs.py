@@ -209,3 +209,12 @@ def test_shifted_patterns_are_deterministic_and_shaped(tmp_path):
     a, b = build(text, tmp_path), build(text, tmp_path)
     np.testing.assert_array_equal(a.arrays["X_train"], b.arrays["X_train"])
     assert a.state.shape == [1, 20] and a.info["n_features"] == 20
+
+
+def test_predict_refuses_samples_of_another_shape(tmp_path, cli, image_config):
+    run = tmp_path / "run"
+    assert cli("train", image_config, "--output-dir", run, "--json").code == 0
+    np.savez(tmp_path / "small.npz", X=np.zeros((3, 1, 5, 5)))
+    r = cli("predict", run, "--data", tmp_path / "small.npz")
+    assert r.code == 2 and "samples have shape [1, 5, 5], the training data [1, 6, 6]" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -16,6 +16,7 @@ from trainkit.runs import checkpoint
 from trainkit.backend import dtype_of, to_numpy
 from trainkit.config import load_config
 from trainkit.data.pipeline import DataState, arrays_for, load_file
+from trainkit.data.shapes import check_same_shape
 from trainkit.errors import DataError
 from trainkit.nn.layers import sigmoid, softmax
 
@@ -43,6 +44,7 @@ def evaluate(run_dir: str | Path, data: str | None = None) -> dict:
     cfg = exp.loaded.config
     if data is not None:
         ds = load_file(cfg.data, Path, data)
+        check_same_shape(ds, exp.state.shape and tuple(exp.state.shape), getattr(cfg.data, "shape", None), data)
         ds.y = exp.state.labels(ds)
         X, T = arrays_for(ds, exp.state, exp.trainer.loss, dtype_of(cfg.train.dtype))
         split = "test"
@@ -65,6 +67,7 @@ def predict(run_dir: str | Path, data: str) -> tuple[list[str], list[list]]:
     exp = _open_run(run_dir)
     cfg, state = exp.loaded.config, exp.state
     ds = load_file(cfg.data, Path, data, need_target=False)
+    check_same_shape(ds, state.shape and tuple(state.shape), getattr(cfg.data, "shape", None), data)
     X = np.asarray(state.features(ds), dtype=dtype_of(cfg.train.dtype))
     out = to_numpy(exp.net.predict(X)).astype(np.float64)
     if state.task == "regression":
