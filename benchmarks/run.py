@@ -34,6 +34,8 @@ TARGETS = {
     "tiny_vs_torch": 0.15,
     "tiny_overhead_us": 12.0,
     "help_vs_numpy": 2.0,
+    "lenet128_vs_torch": 1.00,
+    "lenet512_conv_gemm_share": 0.50,
 }
 
 
@@ -194,6 +196,87 @@ def bench_memory() -> dict:
     return out
 
 
+def bench_lenet(rounds: int, epochs: int, notes: list[str]) -> dict:
+    """LeNet-style CNN at batch 128, trainkit and torch alternating; the conv GEMMs' rate at
+    batch 512 against the GEMM peak measured beside them; peak RSS against data + im2col."""
+    worker("lenet-data")
+    peers = ["trainkit"] + (["torch"] if have("torch") else [])
+    if not have("torch"):
+        notes.append("torch not installed: the LeNet peer skipped")
+    runs: dict[str, list[float]] = {p: [] for p in peers}
+    gemm, peaks = [], []
+    for _ in range(rounds):
+        for p in peers:
+            runs[p] += worker("lenet", p, "128", str(epochs))["epoch_s"]
+        gemm.append(worker("lenet-gemm", "512")["gflops"])
+        peaks.append(worker("gemm")["gflops"])
+    out = {p: stats(v) for p, v in runs.items()}
+    out["conv_gemm_gflops"] = statistics.median(gemm)
+    out["gemm_peak_gflops"] = statistics.median(peaks)
+    out["memory"] = worker("lenet-memory")
+    print(
+        "  lenet batch 128: "
+        + ", ".join(f"{p} {out[p]['median']:.3f}s" for p in peers)
+        + f"; conv GEMMs at batch 512 {out['conv_gemm_gflops']:.0f} GFLOP/s of {out['gemm_peak_gflops']:.0f}",
+        flush=True,
+    )
+    return out
+
+
+def lenet_rows(res: dict) -> list[tuple]:
+    le = res.get("lenet")
+    if not le:
+        return []
+    mem = le["memory"]
+    limit = 1.3 * mem["data_mb"] + 150 + mem["im2col_mb"]
+    return [
+        (
+            "lenet batch 128, trainkit / torch",
+            ratio(le["trainkit"]["median"], le.get("torch", {}).get("median")),
+            TARGETS["lenet128_vs_torch"],
+            "<=",
+        ),
+        (
+            "lenet batch 512, conv GEMMs / GEMM peak",
+            le["conv_gemm_gflops"] / le["gemm_peak_gflops"],
+            TARGETS["lenet512_conv_gemm_share"],
+            ">=",
+        ),
+        ("peak RSS, lenet / (1.3 × data + 150 MB + im2col)", mem["peak_rss_mb"] / limit, 1.0, "<="),
+    ]
+
+
+def lenet_markdown(res: dict) -> list[str]:
+    le = res.get("lenet")
+    if not le:
+        return []
+    from benchmarks.lenet import N_IMAGES, lenet_flops
+
+    mem = le["memory"]
+    lines = [
+        f"## lenet: conv 6@5×5 pad 2, pool, conv 16@5×5, pool, 400 → 120 → 10; 28×28×1, {N_IMAGES:,} images, "
+        "Adam 1e-3, float32, batch 128",
+        "",
+        "| library | s/epoch | min–max | GFLOP/s |",
+        "| --- | --- | --- | --- |",
+    ]
+    for lib in ("trainkit", "torch"):
+        if lib in le:
+            s = le[lib]
+            lines.append(
+                f"| {lib} | {s['median']:.3f} | {s['min']:.3f}–{s['max']:.3f} | {lenet_flops() / s['median'] / 1e9:.1f} |"
+            )
+    lines += [
+        "",
+        f"The conv layers' GEMMs (forward, weight and input gradients) at batch 512 run at "
+        f"{le['conv_gemm_gflops']:.0f} GFLOP/s against a measured peak of {le['gemm_peak_gflops']:.0f}. "
+        f"One epoch peaks at {mem['peak_rss_mb']:.0f} MB RSS for {mem['data_mb']:.0f} MB of data and "
+        f"{mem['im2col_mb']:.1f} MB of im2col buffers for one batch (reused across steps).",
+        "",
+    ]
+    return lines
+
+
 def ratio(a, b):
     return None if a is None or b is None else a / b
 
@@ -259,6 +342,7 @@ def summarize(res: dict) -> list[dict]:
             1.0,
             "<=",
         ),
+        *lenet_rows(res),
     ]
     out = []
     for name, value, target, op in rows:
@@ -368,6 +452,7 @@ def markdown(res: dict, summary: list[dict]) -> str:
         f"{mem['peak_rss_mb']:.0f} MB RSS (limit 1.3 × data + 150 MB = {mem['limit_mb']:.0f} MB).",
         "",
     ]
+    lines += lenet_markdown(res)
     prof = res.get("profile")
     if prof:
         total = sum(prof["parts_s"].values())
@@ -436,6 +521,7 @@ def main() -> None:
     res["activations"] = bench_gelu(rounds)
     res["startup"] = bench_startup(5 if args.quick else 15)
     res["memory"] = bench_memory()
+    res["lenet"] = bench_lenet(1 if args.quick else 3, epochs, notes)
     res["profile"] = worker("profile", "128")
     res["notes"] = notes
     summary = summarize(res)

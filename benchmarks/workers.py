@@ -338,6 +338,10 @@ def main(argv: list[str]) -> None:
         out = profile_trainkit(int(args[0]))
     elif kind == "memory":
         out = memory_trainkit()
+    elif kind.startswith("lenet"):
+        from benchmarks import lenet
+
+        out = lenet.main(kind, args)
     else:
         raise SystemExit(f"unknown benchmark {kind!r}")
     print(json.dumps(out))

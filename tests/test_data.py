@@ -79,7 +79,7 @@ def test_bad_data_files(tmp_path, name, content, message, hint):
         ({"X": np.ones((5, 2))}, "no array named 'y'"),
         ({"X": np.ones((5, 2)), "y": np.ones(4)}, "X has 5 rows but y has 4"),
         ({"X": np.array([["a", "b"]] * 3), "y": np.ones(3)}, "X must be numeric"),
-        ({"X": np.ones((3, 2, 2)), "y": np.ones(3)}, "shape (n, features)"),
+        ({"X": np.ones((3, 1, 1, 2, 2)), "y": np.ones(3)}, "shape (n, features)"),  # (n, C, L) and up are images
         ({"X": np.array([[1.0], [np.inf], [2.0]]), "y": np.ones(3)}, "X[1, 0]: inf is not a finite number"),
     ],
 )

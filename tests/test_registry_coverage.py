@@ -6,6 +6,7 @@ How it works: an oracle is a parametrised test; its parameter table has a `name`
 here fails, naming the table to add it to:
 
     layers      tests/test_gradients.py          LAYERS      backward vs central finite differences
+    layers      tests/test_conv.py               LAYERS      the same, for conv/pool/norm layers
     losses      tests/test_gradients.py          LOSSES      backward vs central finite differences
     optimizers  tests/test_optimizers.py         CASES       the update rule written out again (torch's pseudocode)
     optimizers  tests/test_new_optimizers.py     TORCH_EXACT, REFERENCE  torch or the paper's reference code
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import test_components
+import test_conv
 import test_gradients
 import test_new_optimizers
 import test_optimizers
@@ -71,7 +73,9 @@ ORACLES = [
     Oracle(
         "layers",
         test_gradients.test_layer_backward_matches_finite_differences,
-        "LAYERS in tests/test_gradients.py (backward vs central finite differences)",
+        "LAYERS in tests/test_gradients.py, or in tests/test_conv.py for layers on (C, L)/(C, H, W) "
+        "samples (backward vs central finite differences)",
+        also=(test_conv.test_layer_backward_matches_finite_differences,),
     ),
     Oracle(
         "losses",

@@ -64,8 +64,9 @@ def load_init(loaded: LoadedConfig, net, path_str: str) -> None:
             arrays = {k: f[k] for k in f.keys()}
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
         raise loaded.error(key, f"cannot read {path_str} as .npz: {e}") from None
-    missing = [k for k in net.params if k not in arrays]
-    extra = [k for k in arrays if k not in net.params]
+    named = {**net.params, **net.buffers}  # buffers (batch-norm statistics) load too, as in torch
+    missing = [k for k in named if k not in arrays]
+    extra = [k for k in arrays if k not in named]
     if missing or extra:
         parts = []
         if missing:
@@ -75,9 +76,9 @@ def load_init(loaded: LoadedConfig, net, path_str: str) -> None:
         raise loaded.error(
             key,
             f"{path_str} does not match the model's parameters: {'; '.join(parts)}",
-            f"the model's parameters are: {', '.join(f'{k} {tuple(v.shape)}' for k, v in net.params.items())}",
+            f"the model's parameters are: {', '.join(f'{k} {tuple(v.shape)}' for k, v in named.items())}",
         )
-    for k, v in net.params.items():
+    for k, v in named.items():
         if arrays[k].shape != v.shape:
             raise loaded.error(
                 key,
@@ -110,7 +111,7 @@ def build(loaded: LoadedConfig) -> Experiment:
             f"the model has {declared} outputs but the data has {what}",
             "leave the output size out and it is taken from the data",
         )
-    net = registry.get("models", cfg.model.name).build(cfg.model, n_features, out_features, dtype)
+    net = _build_model(loaded, state, n_features, out_features, dtype)
     try:
         head = head_for(task, net.outputs, cfg.loss.name if cfg.loss else None, len(state.classes or ()))
     except HeadMismatch as e:
@@ -144,7 +145,7 @@ def build(loaded: LoadedConfig) -> Experiment:
     trainer = Trainer(
         net, loss, optimizer, schedule, cfg.train, cfg.regularization, task, cfg.loss.name,
         stream(seed, "shuffle"), cfg.train.metrics,
-        augment=build_augmentations(cfg.data.augment), augment_rng=stream(seed, "augment"),
+        augment=build_augmentations(cfg.data.augment, state.shape), augment_rng=stream(seed, "augment"),
         n_classes=out_features if task == "multiclass" else None, head=head,
     )  # fmt: skip
     _check_monitors(loaded, trainer, val_ds is not None)
@@ -173,6 +174,32 @@ def _head_key(loaded: LoadedConfig, about: str) -> tuple:
     if cfg.model.name == "sequential":
         return ("model", "layers", len(cfg.model.layers) - 1)
     return ("model", "name")
+
+
+def _build_model(loaded: LoadedConfig, state, n_features: int, out_features: int, dtype):
+    """The model for the data: models that take shapes get each sample's shape ((C, H, W), ...)."""
+    from trainkit.nn.network import layer_name
+    from trainkit.nn.spatial import ShapeError
+
+    cfg = loaded.config.model
+    build = registry.get("models", cfg.name).build
+    shape = tuple(state.shape) if getattr(state, "shape", None) else (n_features,)
+    try:
+        net = build(cfg, shape if getattr(build, "takes_shape", False) else n_features, out_features, dtype)
+        if net.out_features != out_features:  # e.g. a layer list that ends without a linear layer
+            raise ShapeError(
+                f"gives {net.out_features} outputs per sample but the data needs {out_features}; "
+                "end with a linear layer (its out_features comes from the data)",
+                len(net.layers) - 1,
+                layer_name(net.layers[-1]),
+            )
+        return net
+    except ShapeError as e:
+        key = ("model", "layers", e.index) if cfg.name == "sequential" and e.index is not None else ("model",)
+        hint = f"each sample of the data has shape {shape}"
+        if cfg.name == "cnn" and len(shape) == 2:
+            hint += "; for (channels, length) signals set model.dims: 1"
+        raise loaded.error(key, str(e), hint) from None
 
 
 def _check_monitors(loaded: LoadedConfig, trainer: Trainer, has_val: bool) -> None:

@@ -374,10 +374,15 @@ def validate(
         f"{cfg.model.name} ({i['n_params']} parameters), {cfg.loss.name} loss, {cfg.optimizer.name} "
         f"lr={cfg.optimizer.lr}, {i['n_train']} training samples [{i['task']}], {cfg.train.epochs} epochs"
     )
+    shaped = any(getattr(layer, "shaped", False) for layer in exp.net.layers)
     if as_json:
-        _emit_json({"status": "ok", "config": loaded.resolved(), "info": i})
+        _emit_json({"status": "ok", "config": loaded.resolved(), "info": i, "layers": exp.net.summary()})
     else:
         print(f"OK {config}: {summary}")
+        if shaped:  # convolutional models: the shape of every layer's output
+            from trainkit.nn.network import shape_table
+
+            print(shape_table(exp.net))
 
 
 IgnoreExtraOpt = typer.Option(

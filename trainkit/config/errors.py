@@ -88,6 +88,9 @@ def issue_from_error(err: dict, path: Path_, raw: Any, smap: SourceMap, root: ty
             # "input should be a valid integer, unable to parse string as an integer": the
             # second half repeats the first in pydantic's terms
             message = message.split(", ")[0].replace("a valid tuple", "a list")
+            if message.startswith("unable to parse"):  # e.g. an integer too large for a Literal
+                ann = _annotation_at(root, path, raw)
+                message = f"expected {describe(ann)}" if ann is not None else "expected a number"
             message += f", got {shown(got)}"
     src, line, col = smap.locate(path)
     return Issue(src, line, col, dotted(path), _clip(message), hint)

@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from trainkit.config.base import Component, named_union
-from trainkit.data.augment import FeatureDropoutConfig, GaussianNoiseConfig, MixupConfig
+from trainkit.data.augment import (
+    CutoutConfig,
+    FeatureDropoutConfig,
+    GaussianNoiseConfig,
+    MixupConfig,
+    RandomCropConfig,
+    RandomFlipConfig,
+    RandomShiftConfig,
+)
 
-Augmentation = named_union(GaussianNoiseConfig, FeatureDropoutConfig, MixupConfig)
+Augmentation = named_union(
+    GaussianNoiseConfig,
+    FeatureDropoutConfig,
+    MixupConfig,
+    RandomCropConfig,
+    RandomFlipConfig,
+    RandomShiftConfig,
+    CutoutConfig,
+)
 
 
 class DatasetConfig(Component):
@@ -27,6 +43,9 @@ class DatasetConfig(Component):
         "none", description="regression target scaling, fitted on the training split only; undone in predictions"
     )
     augment: list[Augmentation] = Field(default_factory=list, description="applied to training batches only")
+    shape: Optional[list[Annotated[int, Field(ge=1)]]] = Field(
+        None, description="shape of one sample, channels first ([C, L] or [C, H, W]): feature columns reshaped to it"
+    )
 
     @model_validator(mode="after")
     def _fractions(self):
@@ -53,6 +72,7 @@ class Dataset:
     columns: list[str] | None = None  # the file's header (CSV); None: a file without column names
     rows: np.ndarray | None = None  # each row's line number in a CSV (else its index in the file)
     target: str = "y"  # the target's column (CSV) or array (NPZ) name, for error messages
+    shape: tuple[int, ...] | None = None  # one sample's shape (C, L) / (C, H, W); X holds it flattened
 
     def __len__(self) -> int:
         return len(self.X)

@@ -93,8 +93,10 @@ def npz(cfg: NpzConfig, rng=None, resolve=Path, path: str | None = None, need_ta
         raise DataError(f"X must be numeric, got dtype {X.dtype}", shown)
     if X.ndim == 1:
         X = X[:, None]
-    if X.ndim != 2 or X.shape[1] == 0:
-        raise DataError(f"X must have shape (n, features), got {X.shape}", shown)
+    shape = X.shape[1:] if X.ndim > 2 else None  # (n, C, L), (n, H, W), (n, C, H, W): kept flat
+    if X.ndim > 4 or 0 in X.shape[1:]:
+        raise DataError(f"X must have shape (n, features), (n, C, L), (n, H, W) or (n, C, H, W), got {X.shape}", shown)
+    X = X.reshape(len(X), int(np.prod(X.shape[1:])))
     if y is not None and len(y) != len(X):
         raise DataError(f"X has {len(X)} rows but y has {len(y)}", shown)
     if y is not None and (y.dtype.kind not in "biufU" or y.ndim > 2):
@@ -104,7 +106,7 @@ def npz(cfg: NpzConfig, rng=None, resolve=Path, path: str | None = None, need_ta
         raise DataError(f"needs at least {minimum} samples, got {len(X)}", shown)
     if X.dtype.kind != "f":
         X = X.astype(np.float64)  # float32 data stays float32: no copy of a large file
-    ds = Dataset(X, y, None, [f"x{i}" for i in range(X.shape[1])], source=shown, target=cfg.y_key)
+    ds = Dataset(X, y, None, [f"x{i}" for i in range(X.shape[1])], source=shown, target=cfg.y_key, shape=shape)
     _check_finite(ds)
     return ds
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from trainkit import registry
 from trainkit.data.dataset import Dataset, clip, encode_labels, first_nonfinite, guess_task, label_names, split
+from trainkit.data.shapes import channel_scaling, check_same_shape, sample_shape
 from trainkit.errors import DataError
 from trainkit.rng import stream
 
@@ -36,6 +37,7 @@ class DataState:
     scale_target: str = "none"
     target_offset: list[float] | None = None
     target_factor: list[float] | None = None
+    shape: list[int] | None = None  # one sample's shape for convolutional models (data/shapes.py)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -123,6 +125,8 @@ def load_file(cfg_data, resolve, path: str, need_target: bool = True, like=None,
     if like is not None and like.file_columns is not None:
         by_name = {"columns": like.input_columns, "known": like.file_columns, "ignore_extra": ignore_extra}
     ds = entry.build(cfg_data, resolve=resolve, path=path, need_target=need_target, **by_name)
+    if like is not None and like.shape:  # images and signals: say the shapes, not a column count
+        check_same_shape(ds, tuple(like.shape), getattr(cfg_data, "shape", None), path)
     if like is not None and ds.n_features != len(like.input_columns):
         raise DataError(
             f"has {ds.n_features} feature columns, the run was trained on {len(like.input_columns)}",
@@ -164,6 +168,8 @@ def _prepare(loaded) -> tuple[dict[str, Dataset | None], DataState]:
                 "set data.task: multiclass, or use cross_entropy",
             )
     state = DataState(task, classes, list(ds.feature_names), file_columns=ds.columns)
+    shape = sample_shape(ds, dcfg.shape)
+    state.shape = list(shape) if shape else None
     ds.y = state.labels(ds)
 
     extra = {}
@@ -183,7 +189,12 @@ def _prepare(loaded) -> tuple[dict[str, Dataset | None], DataState]:
         state.feature_names += [f"{c}={v}" for c, cats in state.categories.items() for v in cats]
     state.scale = dcfg.scale
     if dcfg.scale != "none":
-        state.offset, state.factor = _fit_scaling(state.features(train), dcfg.scale)
+        X = state.features(train)
+        if shape is not None and len(shape) >= 2:  # images and signals: per channel
+            offset, factor = channel_scaling(X, shape, dcfg.scale)
+            state.offset, state.factor = offset.tolist(), np.where(factor > 0, factor, 1.0).tolist()
+        else:
+            state.offset, state.factor = _fit_scaling(X, dcfg.scale)
     state.scale_target = dcfg.scale_target
     if dcfg.scale_target != "none":
         if task != "regression":

@@ -13,7 +13,8 @@ from pydantic import Field, field_validator
 from trainkit import registry
 from trainkit.config.base import Component, InitConfig, InitScheme, named_union
 from trainkit.nn.layers import Dropout, DropoutConfig, Linear, LinearConfig
-from trainkit.nn.network import Network
+from trainkit.nn.network import Network, layer_name
+from trainkit.nn.spatial import ShapeError, fmt_shape
 from trainkit.registry import register
 
 Init = InitConfig
@@ -139,7 +140,8 @@ class SequentialConfig(ModelConfig):
 
 
 @register("models", SequentialConfig)
-def sequential_model(cfg: SequentialConfig, in_features: int, out_features: int, dtype) -> Network:
+def sequential_model(cfg: SequentialConfig, in_features: int | tuple, out_features: int, dtype) -> Network:
+    """`in_features` is the data's per-sample shape when it has one ((C, L), (C, H, W))."""
     layers = []
     last_linear = max((i for i, lay in enumerate(cfg.layers) if lay.name == "linear"), default=None)
     for i, lay in enumerate(cfg.layers):
@@ -147,12 +149,86 @@ def sequential_model(cfg: SequentialConfig, in_features: int, out_features: int,
             layers.append(Linear(lay, lay.out_features or (out_features if i == last_linear else None)))
         else:
             layers.append(_layer(lay))
+    return _flat_output(Network(layers, in_features, dtype))
+
+
+sequential_model.takes_shape = True
+
+
+def _flat_output(net: Network) -> Network:
+    if len(net.out_shape) != 1:
+        raise ShapeError(
+            f"gives an output of shape {fmt_shape(net.out_shape)} per sample; end with flatten and a linear layer",
+            len(net.layers) - 1,
+            layer_name(net.layers[-1]),
+        )
+    return net
+
+
+class CNNConfig(ModelConfig):
+    """Convolutional network: conv blocks of `channels`, then dense layers of sizes `hidden`.
+
+    Each block: conv (padding 'same'), optional batch norm, the activation, a pool."""
+
+    name: Literal["cnn"] = "cnn"
+    channels: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [16, 32], min_length=1, description="output channels of each conv block"
+    )
+    kernel_size: int = Field(3, ge=1)
+    pool: Literal["max", "avg", "none"] = Field("max", description="pooling after each conv block")
+    pool_size: int = Field(2, ge=1)
+    batch_norm: bool = Field(False, description="batch norm after each conv")
+    global_pool: bool = Field(False, description="global average pooling before the dense layers")
+    hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [64], description="dense layer sizes")
+    activation: str = "relu"
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout after each hidden dense activation")
+    dims: Literal["auto", 1, 2] = Field(
+        "auto",
+        description="1-D or 2-D convolutions; auto: 1-D for (L,) samples, else 2-D ((H, W) is a grey image; "
+        "(C, L) signals need dims: 1)",
+    )
+    out_features: Optional[int] = Field(None, ge=1, description="default: from the data")
+
+    @field_validator("activation")
+    @classmethod
+    def _known_activation(cls, v):
+        return _check_activation(v)
+
+
+@register("models", CNNConfig)
+def cnn_model(cfg: CNNConfig, in_features: int | tuple, out_features: int, dtype) -> Network:
+    shape = (in_features,) if isinstance(in_features, int) else tuple(in_features)
+    d = cfg.dims if cfg.dims != "auto" else (1 if len(shape) == 1 else 2)
+    layers = []
+    for c in cfg.channels:
+        layers.append(_layer_named(f"conv{d}d", out_channels=c, kernel_size=cfg.kernel_size, padding="same"))
+        if cfg.batch_norm:
+            layers.append(_layer_named(f"batch_norm{d}d"))
+        layers.append(_activation_layer(cfg.activation))
+        if cfg.pool != "none":
+            layers.append(_layer_named(f"{cfg.pool}_pool{d}d", kernel_size=cfg.pool_size))
+    if cfg.global_pool:
+        layers.append(_layer_named(f"adaptive_avg_pool{d}d"))
+    layers.append(_layer_named("flatten"))
+    for h in cfg.hidden:
+        layers += [Linear(LinearConfig(), h), _activation_layer(cfg.activation)]
+        if cfg.dropout > 0:
+            layers.append(Dropout(DropoutConfig(p=cfg.dropout)))
+    layers.append(Linear(LinearConfig(), out_features))
     return Network(layers, in_features, dtype)
+
+
+cnn_model.takes_shape = True
+
+
+def _layer_named(name: str, **kwargs):
+    entry = registry.get("layers", name)
+    return entry.build(entry.schema(**kwargs))
 
 
 def declared_out_features(cfg) -> int | None:
     """The output size a model config states itself, if any (to check against the data)."""
-    if cfg.name in ("linear", "mlp"):
+    if cfg.name in ("linear", "mlp", "cnn"):
         return cfg.out_features
     if cfg.name == "logistic":
         return 1

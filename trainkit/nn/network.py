@@ -14,23 +14,31 @@ import numpy as np
 from trainkit.backend import xp
 from trainkit.nn.init import init_linear
 from trainkit.nn.layers import Dropout, Layer, Linear
+from trainkit.nn.spatial import ShapeError, fmt_shape
 
 
 class Network:
-    def __init__(self, layers: list[Layer], in_features: int, dtype, names: str = "indexed"):
-        """`names`: "indexed" gives layers.{i}.weight (torch.nn.Sequential inside `layers`);
-        "flat" gives weight/bias (a single torch.nn.Linear)."""
+    def __init__(self, layers: list[Layer], in_features: int | tuple[int, ...], dtype, names: str = "indexed"):
+        """`in_features`: the size of a sample, or its shape ((C, L), (C, H, W), ...): each
+        layer's input shape is the previous one's output, so a shape that does not fit raises
+        ShapeError naming the layer. `names`: "indexed" gives layers.{i}.weight
+        (torch.nn.Sequential inside `layers`); "flat" gives weight/bias (a single torch.nn.Linear)."""
         self.layers = layers
-        self.in_features = in_features
         self.dtype = np.dtype(dtype)
+        shape = _input_shape(layers, (in_features,) if isinstance(in_features, int) else tuple(in_features))
+        self.in_shape, self.in_features = shape, math.prod(shape)
+        self.shapes: list[tuple[int, ...]] = []  # each layer's output shape (per sample)
         specs: list[tuple[str, int, str, tuple[int, ...]]] = []
-        size = in_features
         for i, layer in enumerate(layers):
-            size = layer.build(size)
-            for pname, shape in layer.param_shapes().items():
+            try:
+                shape = self._build(layer, shape)
+            except ShapeError as e:
+                raise ShapeError(e.message, i, layer_name(layer), shape) from None
+            self.shapes.append(shape)
+            for pname, pshape in layer.param_shapes().items():
                 full = pname if names == "flat" else f"layers.{i}.{pname}"
-                specs.append((full, i, pname, shape))
-        self.out_features = size
+                specs.append((full, i, pname, pshape))
+        self.out_shape, self.out_features = shape, math.prod(shape)
         total = sum(math.prod(s) for *_, s in specs)
         self.flat = xp.zeros(total, dtype=self.dtype)
         self.grad = xp.zeros(total, dtype=self.dtype)
@@ -48,10 +56,26 @@ class Network:
             offset += n
         for layer, (p, g) in zip(layers, per_layer):
             layer.bind(p, g)
-        # dL/dx of the input is never needed: skip that product in the first linear layer.
-        first = next((layer for layer in layers if isinstance(layer, Linear)), None)
-        if first is not None and layers.index(first) == 0:
-            first.needs_input_grad = False
+        # Saved with the model, never trained (torch's buffers: batch norm's running statistics).
+        self.buffers: dict[str, np.ndarray] = {}
+        for i, layer in enumerate(layers):
+            for bname, arr in getattr(layer, "buffer_arrays", dict)().items():
+                self.buffers[bname if names == "flat" else f"layers.{i}.{bname}"] = arr
+        # dL/dx of the input is never needed: skip that product in the first layer.
+        if layers and hasattr(layers[0], "needs_input_grad"):
+            layers[0].needs_input_grad = False
+
+    def _build(self, layer, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The layer's output shape for this input shape."""
+        if getattr(layer, "shaped", False):
+            layer.dtype = self.dtype
+            return tuple(layer.build(shape))
+        if isinstance(layer, Linear):
+            if len(shape) != 1:
+                raise ShapeError(f"needs flat input (features,), got {fmt_shape(shape)}; put a flatten layer before it")
+            return (layer.build(shape[0]),)
+        out = layer.build(shape[0] if len(shape) == 1 else shape)  # elementwise: any shape
+        return out if isinstance(out, tuple) else (out,)
 
     @property
     def outputs(self) -> str:
@@ -81,6 +105,8 @@ class Network:
                 layer.W[...] = w
                 if layer.b is not None:
                     layer.b[...] = b
+            elif hasattr(layer, "reset_parameters"):
+                layer.reset_parameters(scheme, rng)
 
     def set_dropout_rng(self, rng: np.random.Generator) -> None:
         for layer in self.layers:
@@ -88,6 +114,8 @@ class Network:
                 layer.rng = rng
 
     def forward(self, x, training: bool = False):
+        if len(self.in_shape) > 1:  # data arrive as (n, features): a free reshape to (n, C, H, W)
+            x = x.reshape((len(x),) + self.in_shape)
         for layer in self.layers:
             x = layer.forward(x, training)
         return x
@@ -106,3 +134,47 @@ class Network:
     def state(self) -> dict[str, np.ndarray]:
         """Copies of the parameters by name."""
         return {k: v.copy() for k, v in self.params.items()}
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of parameters and buffers by name, in torch's state_dict order (per layer:
+        parameters, then buffers)."""
+        items = [*self.params.items(), *self.buffers.items()]
+        items.sort(key=lambda kv: int(kv[0].split(".")[1]) if kv[0].startswith("layers.") else 0)
+        return {k: v.copy() for k, v in items}
+
+    def summary(self) -> list[dict]:
+        """One row per layer: index, name, output shape, parameter count."""
+        counts = [0] * len(self.layers)
+        for k, v in self.params.items():
+            counts[int(k.split(".")[1]) if k.startswith("layers.") else 0] += int(v.size)
+        return [
+            {"index": i, "layer": layer_name(layer), "output_shape": list(shape), "params": counts[i]}
+            for i, (layer, shape) in enumerate(zip(self.layers, self.shapes))
+        ]
+
+
+def shape_table(net: Network) -> str:
+    """The per-layer table `trainkit validate` prints: index, layer, output shape, parameters."""
+    rows = [("#", "layer", "output shape", "params"), ("", "input", fmt_shape(net.in_shape), "")]
+    rows += [(str(r["index"]), r["layer"], fmt_shape(r["output_shape"]), str(r["params"])) for r in net.summary()]
+    widths = [max(len(r[c]) for r in rows) for c in range(4)]
+    return "\n".join(
+        f"  {a:>{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d:>{widths[3]}}".rstrip() for a, b, c, d in rows
+    )
+
+
+def layer_name(layer) -> str:
+    """The registry name of a layer (for messages and tables)."""
+    return getattr(layer, "name", None) or type(layer).__name__.lower()
+
+
+def _input_shape(layers: list[Layer], shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A 1-channel input without its channel axis ((L,) before conv1d, (H, W) before conv2d)
+    gets one, as torch would need it unsqueezed."""
+    for layer in layers:
+        dims = getattr(layer, "spatial_dims", 0)
+        if dims:
+            return (1, *shape) if len(shape) == dims else shape
+        if getattr(layer, "shaped", False) or isinstance(layer, Linear):
+            return shape
+    return shape

@@ -1,6 +1,7 @@
 """Checkpoints: everything needed to continue a run bit-exactly, in one .npz file.
 
-Arrays: `param/<name>` (by torch state_dict name): the parameters the run ended with (the
+Arrays: `param/<name>` and `buffer/<name>` (by torch state_dict name; buffers are batch-norm
+statistics): the parameters the run ended with (the
 best epoch's, when early stopping restored them); `resume/flat`: the last epoch's
 parameters, which the optimizer state belongs to, when they differ; `optim/<state>`,
 `early/best_params`.
@@ -42,6 +43,7 @@ def _dropout_rngs(net):
 def checkpoint_bytes(exp, extra_meta: dict | None = None) -> bytes:
     tr = exp.trainer
     arrays = {f"param/{k}": to_numpy(v) for k, v in exp.net.params.items()}
+    arrays.update({f"buffer/{k}": to_numpy(v) for k, v in exp.net.buffers.items()})
     meta = {
         "format": FORMAT,
         "epoch": tr.epoch,
@@ -77,7 +79,7 @@ def checkpoint_bytes(exp, extra_meta: dict | None = None) -> bytes:
 def params_bytes(exp) -> bytes:
     """Parameters alone (best.npz): loadable with `model.init: {from: best.npz}`."""
     buf = io.BytesIO()
-    np.savez(buf, **{k: to_numpy(v) for k, v in exp.net.params.items()})
+    np.savez(buf, **{k: to_numpy(v) for k, v in {**exp.net.params, **exp.net.buffers}.items()})
     return buf.getvalue()
 
 
@@ -151,23 +153,28 @@ def restore(exp, arrays: dict, meta: dict, path: Path | None = None) -> None:
         ) from None
 
 
+def restore_model(net, arrays: dict) -> None:
+    """Parameters (`param/`) and buffers (`buffer/`: batch-norm statistics) by name."""
+    for prefix, named in (("param", net.params), ("buffer", net.buffers)):
+        for k, v in named.items():
+            key = f"{prefix}/{k}"
+            if key not in arrays or arrays[key].shape != v.shape:
+                raise DataError(
+                    f"checkpoint does not match the model ({k})",
+                    None,
+                    "the config changed since the checkpoint was written",
+                )
+            v[...] = arrays[key]
+
+
 def held_params(exp, arrays: dict) -> None:
-    """Set the network to the parameters the run ended with (param/<name>)."""
-    for k, v in exp.net.params.items():
-        v[...] = arrays[f"param/{k}"]
+    """Set the network to the parameters (and buffers) the run ended with."""
+    restore_model(exp.net, arrays)
 
 
 def _restore(exp, arrays: dict, meta: dict) -> None:
     tr, net = exp.trainer, exp.net
-    for k, v in net.params.items():
-        key = f"param/{k}"
-        if key not in arrays or arrays[key].shape != v.shape:
-            raise DataError(
-                f"checkpoint does not match the model ({k})",
-                None,
-                "the config changed since the checkpoint was written",
-            )
-        v[...] = arrays[key]
+    restore_model(net, arrays)
     if "resume/flat" in arrays:  # the run ended on its best epoch: continue from its last
         net.flat[...] = arrays["resume/flat"]
     opt_state = dict(meta["optimizer"])

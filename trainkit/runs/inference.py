@@ -32,8 +32,7 @@ def _open_run(run_dir: str | Path):
     loaded = load_config(run_dir / "config.yaml")
     arrays, meta = checkpoint.load(run_dir / "checkpoint.npz")
     exp = build(loaded)
-    for k, v in exp.net.params.items():
-        v[...] = arrays[f"param/{k}"]
+    checkpoint.restore_model(exp.net, arrays)
     exp.state = DataState.from_dict(meta["data"])
     return exp
 

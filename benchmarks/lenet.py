@@ -1,0 +1,175 @@
+"""The LeNet-style benchmark: two conv + pool blocks and two dense layers on 28×28 one-channel
+images, batch 128, trainkit against torch CPU (each in its own process, via workers.py).
+
+    conv 1→6 5×5 pad 2, ReLU, max-pool 2 → conv 6→16 5×5, ReLU, max-pool 2 → 400 → 120 → 10
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+
+from benchmarks.workers import DATA, blas_threads
+
+LENET_NPZ = DATA / "lenet.npz"
+N_IMAGES = 12_000
+
+LENET_LAYERS = """
+    - {name: conv2d, out_channels: 6, kernel_size: 5, padding: 2}
+    - relu
+    - {name: max_pool2d, kernel_size: 2}
+    - {name: conv2d, out_channels: 16, kernel_size: 5}
+    - relu
+    - {name: max_pool2d, kernel_size: 2}
+    - flatten
+    - {name: linear, out_features: 120}
+    - relu
+    - linear
+"""
+
+
+def lenet_config(batch: int, epochs: int) -> str:
+    return f"""
+seed: 0
+data: {{name: npz, path: {LENET_NPZ}, val_fraction: 0}}
+model:
+  name: sequential
+  layers:{LENET_LAYERS}
+loss: cross_entropy
+optimizer: {{name: adam, lr: 0.001}}
+train: {{epochs: {epochs}, batch_size: {batch}, dtype: float32, metrics: []}}
+"""
+
+
+def make_data() -> None:
+    """N_IMAGES × (1, 28, 28) float32 images, 10 classes from a fixed random linear teacher."""
+    import numpy as np
+
+    if LENET_NPZ.exists():
+        return
+    DATA.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    X = rng.random((N_IMAGES, 1, 28, 28), dtype=np.float32)
+    W = rng.normal(size=(784, 10)).astype(np.float32)
+    y = (X.reshape(N_IMAGES, -1) @ W).argmax(axis=1)
+    np.savez(LENET_NPZ, X=X, y=y)
+
+
+def lenet_flops(n: int = N_IMAGES) -> float:
+    """Multiply-adds ×2 of one epoch's convolutions and dense layers: forward once, backward
+    twice (weights and inputs), but no input gradient for the first conv."""
+    conv1 = 2 * 28 * 28 * 6 * 25
+    conv2 = 2 * 10 * 10 * 16 * 6 * 25
+    dense = 2 * (400 * 120 + 120 * 10)
+    return n * (3 * (conv1 + conv2 + dense) - conv1)
+
+
+def lenet_trainkit(batch: int, epochs: int) -> dict:
+    import trainkit
+    from trainkit.config import load_config_text
+
+    r = trainkit.train(load_config_text(lenet_config(batch, epochs + 1), "bench.yaml"))
+    return {"epoch_s": r.timing["epoch_s"][1:], "final_loss": r.metrics["train_loss"]}
+
+
+def lenet_torch(batch: int, epochs: int) -> dict:
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(blas_threads())
+    torch.manual_seed(0)
+    with np.load(LENET_NPZ) as f:
+        X, y = torch.from_numpy(f["X"]), torch.from_numpy(f["y"])
+    nn = torch.nn
+    model = nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(400, 120),
+        nn.ReLU(),
+        nn.Linear(120, 10),
+    )
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    times, n = [], len(X)
+    for _ in range(epochs + 1):
+        t = time.perf_counter()
+        perm = torch.randperm(n)
+        for i in range(0, n, batch):
+            idx = perm[i : i + batch]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(X[idx]), y[idx])
+            loss.backward()
+            opt.step()
+        times.append(time.perf_counter() - t)
+    return {"epoch_s": times[1:], "final_loss": float(loss.detach()), "threads": torch.get_num_threads()}
+
+
+def conv_gemm(batch: int) -> dict:
+    """GFLOP/s of the conv layers' own GEMMs (forward, weight and input gradients) at `batch`,
+    on the layers' real buffers after a training step: how close im2col gets to the peak."""
+    import numpy as np
+
+    from trainkit import api
+    from trainkit.config import load_config_text
+    from trainkit.nn.conv import _Conv
+
+    exp = api.build(load_config_text(lenet_config(batch, 1), "bench.yaml"))
+    net, X = exp.net, exp.arrays["X_train"][:batch]
+    convs = [layer for layer in net.layers if isinstance(layer, _Conv)]
+    out = net.forward(X, training=True)
+    net.backward(np.ones_like(out) / out.size)
+    flops, best = 0.0, float("inf")
+    products = []
+    for c in convs:
+        dY = c._buffer("dY", (c.out_channels, batch, *c.out_hw), X.dtype).reshape(c.out_channels, -1)
+        gemm = c._buffer("gemm", (c.out_channels, c.cols.shape[1]), X.dtype)
+        products.append((c.W2, c.cols, gemm))  # forward: Y = W cols
+        products.append((dY, c.cols.T, c.gW2))  # dW = dY colsᵀ
+        if c.needs_input_grad:
+            products.append((c.W2.T, dY, c._buffer("dcols", c.cols.shape, X.dtype)))  # dcols = Wᵀ dY
+    flops = sum(2 * a.shape[0] * a.shape[1] * b.shape[1] for a, b, _ in products)
+    for _ in range(7):
+        t = time.perf_counter()
+        for a, b, o in products:
+            np.matmul(a, b, out=o)
+        best = min(best, time.perf_counter() - t)
+    return {"gflops": flops / best / 1e9, "products": [[a.shape, b.shape] for a, b, _ in products]}
+
+
+def lenet_memory() -> dict:
+    """Peak RSS of one epoch at batch 128, and the im2col buffers' size for one batch."""
+    import trainkit
+    from trainkit.config import load_config_text
+    from trainkit.nn.conv import _Conv
+
+    r = trainkit.train(load_config_text(lenet_config(128, 1), "bench.yaml"))
+    del r
+    from trainkit import api
+
+    exp = api.build(load_config_text(lenet_config(128, 1), "bench.yaml"))
+    exp.net.forward(exp.arrays["X_train"][:128], training=True)
+    cols = sum(layer.cols.nbytes for layer in exp.net.layers if isinstance(layer, _Conv))
+    return {
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "im2col_mb": cols / 2**20,
+        "data_mb": LENET_NPZ.stat().st_size / 2**20,
+    }
+
+
+def main(kind: str, args: list[str]) -> dict:
+    if kind == "lenet-data":
+        make_data()
+        return {}
+    if kind == "lenet":
+        lib, batch, epochs = args[0], int(args[1]), int(args[2])
+        return lenet_trainkit(batch, epochs) if lib == "trainkit" else lenet_torch(batch, epochs)
+    if kind == "lenet-gemm":
+        return conv_gemm(int(args[0]))
+    if kind == "lenet-memory":
+        return lenet_memory()
+    raise SystemExit(f"unknown benchmark {kind!r}")

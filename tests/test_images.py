@@ -1,0 +1,87 @@
+"""The image_folder loader on tiny PNG/JPEG files the tests write: classes from sub-folders,
+grey or RGB, resizing, unlabelled folders for predict, and bad folders as exit-2 errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trainkit import api
+from trainkit.config import load_config_text
+from trainkit.errors import DataError
+
+Image = pytest.importorskip("PIL.Image")
+
+
+def write_folder(root, classes=("circle", "square"), n=6, size=(10, 12), fmt="png"):
+    """Bright left half for the first class, bright right half for the second (RGB)."""
+    rng = np.random.default_rng(0)
+    for k, c in enumerate(classes):
+        (root / c).mkdir(parents=True)
+        for i in range(n):
+            a = rng.integers(0, 60, (*size, 3)).astype(np.uint8)
+            half = slice(0, size[1] // 2) if k == 0 else slice(size[1] // 2, None)
+            a[:, half] += 150
+            Image.fromarray(a).save(root / c / f"{i}.{fmt}")
+    return root
+
+
+def build(tmp_path, data, model="{name: cnn, channels: [4], hidden: []}", extra=""):
+    text = f"seed: 0\ndata: {data}\nmodel: {model}\noptimizer: {{name: adam, lr: 0.05}}\n{extra}"
+    return api.build(load_config_text(text, str(tmp_path / "c.yaml"), base_dir=tmp_path))
+
+
+@pytest.mark.parametrize("mode,channels", [("rgb", 3), ("grey", 1)])
+def test_classes_from_sub_folders_resized(tmp_path, mode, channels):
+    write_folder(tmp_path / "imgs")
+    exp = build(tmp_path, f"{{name: image_folder, path: imgs, size: [8, 6], mode: {mode}, val_fraction: 0}}")
+    assert exp.state.classes == ["circle", "square"] and exp.state.shape == [channels, 8, 6]
+    assert exp.net.in_shape == (channels, 8, 6)
+    X = exp.arrays["X_train"]
+    assert X.shape == (12, channels * 48) and 0 <= X.min() and X.max() <= 1
+
+
+def test_pixels_are_read_exactly_without_resize(tmp_path):
+    root = tmp_path / "imgs"
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+    a = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3) * 10
+    Image.fromarray(a).save(root / "a" / "x.png")
+    Image.fromarray(a[::-1].copy()).save(root / "b" / "x.png")
+    exp = build(tmp_path, "{name: image_folder, path: imgs, size: [2, 3], val_fraction: 0}", model="mlp")
+    X = exp.arrays["X_train"].reshape(2, 3, 2, 3)
+    np.testing.assert_allclose(X[0], a.transpose(2, 0, 1) / 255.0, rtol=1e-6)
+
+
+def test_a_cnn_learns_the_folder_and_predicts_a_flat_folder(tmp_path, cli):
+    write_folder(tmp_path / "imgs", n=10, fmt="jpg")
+    write_folder(tmp_path / "new", n=1)
+    (tmp_path / "flat").mkdir()
+    for f in (tmp_path / "new").rglob("*.png"):
+        f.rename(tmp_path / "flat" / f"{f.parent.name}.png")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "seed: 0\ndata: {name: image_folder, path: imgs, size: 8, val_fraction: 0.2}\n"
+        "model: {name: cnn, channels: [4], hidden: []}\noptimizer: {name: adam, lr: 0.05}\ntrain: {epochs: 15}\n"
+    )
+    r = cli("train", cfg, "--output-dir", tmp_path / "run", "--json")
+    assert r.code == 0 and r.json["metrics"]["val_accuracy"] == 1.0
+    p = cli("predict", tmp_path / "run", "--data", tmp_path / "flat")
+    assert p.code == 0
+    rows = [line.split(",")[0] for line in p.stdout.strip().splitlines()[1:]]
+    assert rows == ["circle", "square"]
+
+
+@pytest.mark.parametrize(
+    "setup,message",
+    [
+        (lambda root: root.mkdir(), "has no class sub-folders"),
+        (lambda root: None, "folder not found"),
+        (lambda root: (root / "a").mkdir(parents=True), "needs at least 2 images"),
+        (lambda root: (write_folder(root), (root / "circle" / "bad.png").write_bytes(b"nope")), "cannot read image"),
+    ],
+)
+def test_bad_folders_are_data_errors(tmp_path, setup, message):
+    setup(tmp_path / "imgs")
+    with pytest.raises(DataError, match=message):
+        build(tmp_path, "{name: image_folder, path: imgs, size: 8}")

@@ -1,0 +1,53 @@
+"""Per-sample shapes of image and signal data, kept beside flat feature rows.
+
+Data travel through loading, splitting, scaling and batching as rows (n, features); a
+dataset with a shape ((C, L) or (C, H, W)) records it, the run's DataState keeps it, and the
+network reshapes each batch to (n, *shape) for free (a view). Scaling of shaped data is per
+channel: one offset and factor per channel, over every sample and position.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from trainkit.errors import DataError
+
+
+def sample_shape(ds, declared) -> tuple[int, ...] | None:
+    """The shape of one sample: the data block's `shape:` if given, else the file's own
+    (NPZ X of shape (n, C, L), (n, H, W), (n, C, H, W)); None for plain feature rows."""
+    shape = tuple(declared) if declared else ds.shape
+    if shape is None:
+        return None
+    if math.prod(shape) != ds.n_features:
+        raise DataError(
+            f"shape {list(shape)} holds {math.prod(shape)} values per sample but the data has {ds.n_features} "
+            "feature columns",
+            ds.source,
+            "data.shape lists channels first: [C, L] or [C, H, W], with C·H·W = the number of feature columns",
+        )
+    return shape
+
+
+def check_same_shape(other, shape, declared, source: str) -> None:
+    """A validation, test or prediction file must hold samples of the training data's shape."""
+    if shape is None:
+        return
+    got = tuple(declared) if declared else (other.shape or (other.n_features,))
+    if math.prod(got) != math.prod(shape) or (other.shape is not None and not declared and got != shape):
+        raise DataError(f"samples have shape {list(got)}, the training data {list(shape)}", source)
+
+
+def channel_scaling(X: np.ndarray, shape: tuple[int, ...], kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """(offset, factor) per feature column, computed per channel (the first axis of `shape`)
+    over all samples and positions: standardize (mean, std) or minmax (min, max − min)."""
+    per_channel = X.reshape(len(X), shape[0], -1)
+    if kind == "standardize":
+        offset, factor = per_channel.mean(axis=(0, 2)), per_channel.std(axis=(0, 2))
+    else:
+        low = per_channel.min(axis=(0, 2))
+        offset, factor = low, per_channel.max(axis=(0, 2)) - low
+    positions = math.prod(shape[1:])
+    return np.repeat(offset, positions), np.repeat(factor, positions)

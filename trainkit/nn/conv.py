@@ -1,0 +1,210 @@
+"""Convolution (torch.nn.Conv1d / Conv2d) as im2col + one matrix product.
+
+Shapes: x (n, C, H, W) -> y (n, O, Ho, Wo); weight (O, C, kh, kw), bias (O,);
+Ho = ⌊(H + pad_top + pad_bottom − d(kh − 1) − 1) / s⌋ + 1, and the same for W.
+1-D layers are 2-D layers of height 1 (see spatial.py): weight (O, C, k) outside, (O, C·k) inside.
+
+im2col copies every receptive field of the padded input once into a column of
+cols (C·kh·kw, n·Ho·Wo) (the layout of Caffe and CS231n), and the convolution is one GEMM:
+    Y = W cols + b                         (a row per output channel, a column per position)
+Backward, with dY (O, n·Ho·Wo):
+    dW = dY colsᵀ,   db = Σ_columns dY,   dcols = Wᵀ dY,   dx = col2im(dcols)
+col2im adds each field's gradient back where it was copied from; fields overlap when the
+stride is below the kernel, so the adds accumulate (one strided add per kernel tap).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, model_validator
+
+from trainkit.backend import xp
+from trainkit.config.base import Component
+from trainkit.nn.init import init_linear
+from trainkit.nn.spatial import (
+    ShapedLayer,
+    ShapeError,
+    Window,
+    as_pair,
+    check_spatial,
+    fmt_shape,
+    from_4d,
+    scratch,
+    spatial_out,
+    to_4d,
+)
+from trainkit.registry import register
+
+Positive = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[int, Field(ge=0)]
+# Evaluation batches are convolved in chunks whose im2col matrix holds at most this many values.
+EVAL_COLS = 1 << 23
+
+
+def init_conv(scheme, out_c: int, fan_in: int, receptive: int, rng):
+    """torch.nn.ConvNd's init: the weight as a linear layer's with fan_in = C·kh·kw
+    (`default` is kaiming_uniform(a=√5), i.e. U(±1/√fan_in), bias too); the xavier schemes
+    use fan_out = O·kh·kw as torch.nn.init does. Returns (weight (O, fan_in), bias (O,))."""
+    if not scheme.name.startswith("xavier"):
+        return init_linear(scheme, out_c, fan_in, rng)
+    std = scheme.gain * math.sqrt(2.0 / (fan_in + out_c * receptive))
+    if scheme.name == "xavier_uniform":
+        w = rng.uniform(-math.sqrt(3.0) * std, math.sqrt(3.0) * std, (out_c, fan_in))
+    else:
+        w = rng.normal(0.0, std, (out_c, fan_in))
+    return w, xp.zeros(out_c)
+
+
+class _ConvConfig(Component):
+    out_channels: Positive
+    kernel_size: Union[Positive, list[Positive]]
+    stride: Union[Positive, list[Positive]] = 1
+    padding: Union[NonNegative, list[NonNegative], Literal["same", "valid"]] = Field(
+        0, description="zeros added on each side, or 'same' (output size = input size; stride 1) / 'valid' (0)"
+    )
+    dilation: Union[Positive, list[Positive]] = 1
+    bias: bool = True
+
+    _dims = 2
+
+    @model_validator(mode="after")
+    def _sizes(self):
+        for key in ("kernel_size", "stride", "dilation") + (("padding",) if not isinstance(self.padding, str) else ()):
+            as_pair(getattr(self, key), self._dims, key)
+        if self.padding == "same" and as_pair(self.stride, self._dims, "stride") != (1, 1):
+            raise ValueError("padding='same' needs stride 1 (as in torch)")
+        return self
+
+
+class Conv1dConfig(_ConvConfig):
+    """1-D convolution over (channels, length) (torch.nn.Conv1d); in_channels from the input."""
+
+    name: Literal["conv1d"] = "conv1d"
+    _dims = 1
+
+
+class Conv2dConfig(_ConvConfig):
+    """2-D convolution over (channels, height, width) (torch.nn.Conv2d); in_channels from the input."""
+
+    name: Literal["conv2d"] = "conv2d"
+    _dims = 2
+
+
+class _Conv(ShapedLayer):
+    """y = W ⋆ x + b by im2col: Y = W cols + b.  Backward: dW = dY colsᵀ, db = Σ dY,
+    dx = col2im(Wᵀ dY)."""
+
+    def __init__(self, cfg: _ConvConfig):
+        d = self.spatial_dims
+        self.name = cfg.name
+        self.out_channels = cfg.out_channels
+        self.kernel = as_pair(cfg.kernel_size, d, "kernel_size")
+        self.stride = as_pair(cfg.stride, d, "stride")
+        self.dilation = as_pair(cfg.dilation, d, "dilation")
+        self.padding = cfg.padding
+        self.use_bias = cfg.bias
+        self.needs_input_grad = True  # the network clears it for the first layer
+
+    def _pads(self) -> tuple[int, int, int, int]:
+        if self.padding == "valid":
+            return (0, 0, 0, 0)
+        if self.padding == "same":  # torch: total d(k − 1), the extra one on the bottom/right
+            (th, tw) = (self.dilation[a] * (self.kernel[a] - 1) for a in (0, 1))
+            return (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+        ph, pw = as_pair(self.padding, self.spatial_dims, "padding", 0)
+        return (ph, ph, pw, pw)
+
+    def build(self, shape):
+        c, h, w = check_spatial(shape, self.spatial_dims)
+        self.win = Window(self.kernel, self.stride, self.dilation, self._pads())
+        if not self.win.fits(h, w):
+            d = self.spatial_dims
+            span = tuple(self.win.span(a) for a in (0, 1))[-d:]
+            padded = self.win.padded_shape((1, c, h, w))[2:][-d:]
+            raise ShapeError(f"kernel of extent {fmt_shape(span)} is larger than its padded input {fmt_shape(padded)}")
+        self.in_channels, self.in_hw, self.out_hw = c, (h, w), self.win.out_size(h, w)
+        return spatial_out(self.out_channels, self.out_hw, self.spatial_dims)
+
+    def param_shapes(self):
+        k = self.kernel[1:] if self.spatial_dims == 1 else self.kernel
+        shapes = {"weight": (self.out_channels, self.in_channels, *k)}
+        if self.use_bias:
+            shapes["bias"] = (self.out_channels,)
+        return shapes
+
+    def bind(self, params, grads):
+        self.W, self.gW = params["weight"], grads["weight"]
+        self.b, self.gb = params.get("bias"), grads.get("bias")
+        self.W2, self.gW2 = self.W.reshape(self.out_channels, -1), self.gW.reshape(self.out_channels, -1)
+
+    def reset_parameters(self, scheme, rng):
+        w, b = init_conv(scheme, self.out_channels, self.W2.shape[1], self.kernel[0] * self.kernel[1], rng)
+        self.W2[...] = w
+        if self.b is not None:
+            self.b[...] = b
+
+    def forward(self, x, training):
+        x4 = to_4d(x, self.spatial_dims)
+        n, (ho, wo) = len(x4), self.out_hw
+        if training:
+            y = self._buffer("y", (n, self.out_channels, ho, wo), x.dtype)
+            self.cols = self._conv(x4, y, self._buffer)
+            return from_4d(y, self.spatial_dims)
+        y = xp.empty((n, self.out_channels, ho, wo), x.dtype)
+        chunk = max(1, EVAL_COLS // (ho * wo * self.W2.shape[1]))
+        for i in range(0, n, chunk):
+            self._conv(x4[i : i + chunk], y[i : i + chunk], scratch)
+        return from_4d(y, self.spatial_dims)
+
+    def _conv(self, x4, y, buf):
+        """y (n, O, Ho, Wo) ← conv(x4); returns cols (C·kh·kw, n·Ho·Wo) for the backward pass."""
+        n, dtype, (ho, wo), win = len(x4), x4.dtype, self.out_hw, self.win
+        xpad = win.pad_into(buf("xpad", win.padded_shape(x4.shape), dtype), x4) if any(win.pad) else x4
+        cols = buf("cols", (self.in_channels, *self.kernel, n, ho, wo), dtype)
+        cols[...] = win.windows(xpad, ho, wo)  # im2col: one copy of every receptive field
+        cols = cols.reshape(-1, n * ho * wo)
+        out = xp.matmul(self.W2, cols, out=buf("gemm", (self.out_channels, n * ho * wo), dtype))
+        if self.b is not None:
+            out += self.b[:, None]
+        y[...] = out.reshape(self.out_channels, n, ho, wo).transpose(1, 0, 2, 3)
+        return cols
+
+    def backward(self, dy):
+        dy4 = to_4d(dy, self.spatial_dims)
+        n, dtype, (ho, wo), win = len(dy4), dy.dtype, self.out_hw, self.win
+        dY = self._buffer("dY", (self.out_channels, n, ho, wo), dtype)
+        dY[...] = dy4.transpose(1, 0, 2, 3)
+        dY = dY.reshape(self.out_channels, -1)
+        xp.matmul(dY, self.cols.T, out=self.gW2)
+        if self.b is not None:
+            xp.add.reduce(dY, axis=1, out=self.gb)
+        if not self.needs_input_grad:
+            return None
+        kh, kw = self.kernel
+        dcols = xp.matmul(self.W2.T, dY, out=self._buffer("dcols", self.cols.shape, dtype))
+        dcols = dcols.reshape(self.in_channels, kh, kw, n, ho, wo)
+        h, w = self.in_hw
+        # col2im, channels first (C, n, H, W) so each tap's add reads dcols contiguously
+        dxpad = self._buffer("dxpad", win.padded_shape((self.in_channels, n, h, w)), dtype)
+        dxpad.fill(0)
+        for t, rows, cols in win.taps(ho, wo):  # each tap's gradient back where it was read
+            dxpad[:, :, rows, cols] += dcols[:, t // kw, t % kw]
+        dx = self._buffer("dx", (n, self.in_channels, h, w), dtype)
+        dx[...] = win.unpad(dxpad, h, w).transpose(1, 0, 2, 3)
+        return from_4d(dx, self.spatial_dims)
+
+
+@register("layers", Conv1dConfig)
+class Conv1d(_Conv):
+    """1-D convolution: (n, C, L) -> (n, O, Lo); weight (O, C, k)."""
+
+    spatial_dims = 1
+
+
+@register("layers", Conv2dConfig)
+class Conv2d(_Conv):
+    """2-D convolution: (n, C, H, W) -> (n, O, Ho, Wo); weight (O, C, kh, kw)."""
+
+    spatial_dims = 2
