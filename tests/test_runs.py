@@ -545,3 +545,33 @@ def test_tiny_runs_checkpoint_by_time_not_every_epoch(tmp_path, monkeypatch):
     at_best = trainkit.train(CONFIGS / "linreg.yaml", [f"train.epochs={best}"]).params
     with np.load(tmp_path / "run" / "best.npz") as f:  # still the best epoch's parameters
         assert f["weight"] == at_best["weight"] and f["bias"] == at_best["bias"]
+
+
+def _strict_json(text: str):
+    def refuse(name):
+        raise ValueError(f"not strict JSON: {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_comparison_json_is_strict_json(tmp_path):
+    """A non-finite number anywhere in a comparison (a run's metric) is null in the file."""
+    from trainkit.compare import runner as compare
+
+    comp = compare.Comparison(
+        runs=[{"optimizer": "gd", "metrics": {"val_loss": float("inf"), "train_loss": float("nan")}}],
+        summary=[{"optimizer": "gd", "curve": [1.0, float("inf")]}],
+        config={},
+        kind="train",
+    )
+    compare.write_outputs(comp, tmp_path)
+    doc = _strict_json((tmp_path / "comparison.json").read_text())
+    assert doc["runs"][0]["metrics"] == {"val_loss": None, "train_loss": None}
+    assert doc["summary"][0]["curve"] == [1.0, None]
+
+
+def test_checkpoint_every_says_its_default():
+    from trainkit.config.loader import TrainConfig
+    from trainkit.runs.rundir import CHECKPOINT_SECONDS
+
+    assert f"every ~{CHECKPOINT_SECONDS:g} s" in TrainConfig.model_fields["checkpoint_every"].description
