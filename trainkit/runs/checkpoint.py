@@ -6,13 +6,16 @@ parameters, which the optimizer state belongs to, when they differ; `optim/<stat
 `early/best_params`.
 `meta` (a JSON string): epoch, optimizer scalars, schedule and early-stopping state, the
 RNG states (shuffle, dropout, augmentation), a partial epoch if the run stopped mid-epoch,
-the history so far, the data state (classes, categories, scaling) for evaluate/predict, the
-run's config (checked on resume) and, once the run ended, its `result`.
+the history so far, the run's config (checked on resume) and, once the run ended, its
+`result`. What evaluate/predict need besides the config and the parameters, so that a run
+is usable without its training data: the data state (feature names, classes, categories,
+feature and target scaling) and the model's sizes (`model`: in_features, out_features).
 Read back with allow_pickle=False: a checkpoint holds data only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from pathlib import Path
@@ -52,6 +55,7 @@ def checkpoint_bytes(exp, extra_meta: dict | None = None) -> bytes:
         "partial": tr.partial,
         "history": tr.history,
         "data": exp.state.to_dict(),
+        "model": {"in_features": exp.info["n_features"], "out_features": exp.info["n_outputs"]},
         **(extra_meta or {}),
     }
     for k, v in tr.opt.state_dict().items():
@@ -138,36 +142,44 @@ def _show(v) -> str:
 def restore(exp, arrays: dict, meta: dict, path: Path | None = None) -> None:
     """Put a run back in the state a checkpoint recorded, ready to continue; a checkpoint
     with missing or malformed pieces is a DataError."""
-    try:
+    with damaged(path, "it was not written by this trainkit for this config; start again with --overwrite"):
         _restore(exp, arrays, meta)
+
+
+@contextlib.contextmanager
+def damaged(path: Path | None, hint: str):
+    """Reading a checkpoint's pieces: a missing or malformed one is a DataError naming the file."""
+    try:
+        yield
     except DataError as e:
         raise DataError(e.message, e.path or (str(path) if path else None), e.hint) from None
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
         what = f"missing {e}" if isinstance(e, KeyError) else str(e)
-        raise DataError(
-            f"checkpoint is incomplete or damaged ({what})",
-            str(path) if path else None,
-            "it was not written by this trainkit for this config; start again with --overwrite",
-        ) from None
+        raise DataError(f"checkpoint is incomplete or damaged ({what})", str(path) if path else None, hint) from None
 
 
 def held_params(exp, arrays: dict) -> None:
     """Set the network to the parameters the run ended with (param/<name>)."""
-    for k, v in exp.net.params.items():
-        v[...] = arrays[f"param/{k}"]
+    restore_model(exp.net, arrays)
 
 
-def _restore(exp, arrays: dict, meta: dict) -> None:
-    tr, net = exp.trainer, exp.net
+def restore_model(net, arrays: dict) -> None:
+    """The network's parameters by name (`param/<name>`), each of the network's shape."""
     for k, v in net.params.items():
         key = f"param/{k}"
         if key not in arrays or arrays[key].shape != v.shape:
+            found = "missing" if key not in arrays else f"shape {arrays[key].shape}, the model's is {v.shape}"
             raise DataError(
-                f"checkpoint does not match the model ({k})",
+                f"checkpoint does not match the model ({k}: {found})",
                 None,
                 "the config changed since the checkpoint was written",
             )
         v[...] = arrays[key]
+
+
+def _restore(exp, arrays: dict, meta: dict) -> None:
+    tr, net = exp.trainer, exp.net
+    restore_model(net, arrays)
     if "resume/flat" in arrays:  # the run ended on its best epoch: continue from its last
         net.flat[...] = arrays["resume/flat"]
     opt_state = dict(meta["optimizer"])
