@@ -575,3 +575,13 @@ def test_checkpoint_every_says_its_default():
     from trainkit.runs.rundir import CHECKPOINT_SECONDS
 
     assert f"every ~{CHECKPOINT_SECONDS:g} s" in TrainConfig.model_fields["checkpoint_every"].description
+
+
+def test_bar_mode_shows_no_bar_for_a_finished_run_and_resumes_where_it_stopped(tmp_path, cli):
+    run = tmp_path / "run"
+    assert cli("train", CONFIGS / "linreg.yaml", "-d", run, "--set", "train.epochs=3", "--progress", "none").code == 0
+    r = cli("resume", run, "--progress", "bar")
+    assert r.code == 0 and "already finished, nothing to do" in r.stdout
+    assert not any(line.startswith("epoch") for line in r.stdout.splitlines())  # no empty 0/3 bar
+    r = cli("resume", run, "--set", "train.epochs=5", "--progress", "bar")
+    assert r.code == 0 and r.stdout.splitlines()[0].startswith("epoch") and "5/5" in r.stdout.splitlines()[0]
