@@ -456,3 +456,20 @@ def test_an_npz_file_for_a_run_with_one_hot_columns_is_exit_2(tmp_path, cli):
     np.savez(tmp_path / "x.npz", X=np.zeros((4, 2)))
     r = cli("predict", tmp_path / "run", "--data", tmp_path / "x.npz")
     assert r.code == 2 and "x.npz: an .npz file has no column names, and the run one-hot encodes color" in r.stderr
+
+
+def test_train_mae_and_mse_are_converted_per_output(tmp_path):
+    """Training batches are summed on scaled targets; with two outputs of different scales,
+    train_mae/train_mse must equal the errors of the unscaled outputs against the raw targets."""
+    from trainkit import api
+    from trainkit.config import load_config
+
+    _two_output_run(tmp_path)
+    overrides = ["train.epochs=1", "train.batch_size=full", "data.test_fraction=0"]
+    exp = api.build(load_config(tmp_path / "c.yaml", overrides))
+    pred = exp.state.unscaled_targets(exp.net.predict(exp.arrays["X_train"]))  # the initial parameters
+    d = pred - exp.data["train"].y
+    row = api.train(load_config(tmp_path / "c.yaml", overrides)).history[0]  # metrics of the first step's forward
+    assert row["train_mae"] == pytest.approx(np.abs(d).mean(), rel=1e-12)
+    assert row["train_mse"] == pytest.approx((d**2).mean(), rel=1e-12)
+    assert row["train_mse"] != pytest.approx(row["train_loss"], rel=0.1)  # the loss stays on scaled targets

@@ -99,11 +99,11 @@ def _held_out(run: Run):
             str(run.path),
             "pass --data FILE, or train with data.test_fraction above 0",
         )
-    hint = "evaluate reads the run's test split from its training data; pass --data FILE to evaluate on a file"
+    hint = "evaluate without --data reads the run's test split from its training data; pass --data FILE"
     try:
         parts, fitted = prepare(run.loaded)
     except DataError as e:
-        raise DataError(e.message, e.path, hint, e.origin) from None
+        raise DataError(e.message, e.path, f"{e.hint}; {hint}" if e.hint else hint, e.origin) from None
     if json.loads(json.dumps(fitted.to_dict())) != run.state.to_dict():
         raise DataError(
             "the training data changed since the run was trained: its test split is not the one the run held out",
