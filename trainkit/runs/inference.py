@@ -5,9 +5,8 @@ dtype, how files are read) and its checkpoint, which holds the parameters, the m
 sizes and the data state (task, classes, one-hot categories, feature and target scaling, the
 training file's columns). Only `evaluate` without --data reads the training data again, for
 the test split the run held out. A new file's columns are selected by the training file's
-names; predictions are in the target's units. Metrics are computed as training reports them
-(runs.trainer.evaluate): the loss on the targets as the model learned them, mse and mae in
-the target's own units.
+names. Predictions, and metrics (computed as training computes its val and test metrics,
+by runs.trainer.evaluate), are in the target's own units when the run scaled its targets.
 """
 
 from __future__ import annotations
@@ -90,8 +89,9 @@ def evaluate(run_dir: str | Path, data: str | None = None, ignore_extra: bool = 
 
 
 def _held_out(run: Run):
-    """The run's test split (else validation split), split again from its training data as
-    training split it; refused when the data changed since (another split, other scaling)."""
+    """The run's test split (else its validation split), split again from the training data
+    as training did; refused when the data no longer gives the run's data state (classes,
+    columns, fitted scaling): it would be another split."""
     dcfg = run.loaded.config.data
     if not any(getattr(dcfg, k, None) for k in ("test_path", "test_fraction", "val_path", "val_fraction")):
         raise DataError(
@@ -123,7 +123,11 @@ def _metrics(run: Run, ds, split: str) -> dict:
     """Loss and metrics on `ds`, exactly as training reports them for its val and test splits."""
     state, cfg, scaling = run.state, run.loaded.config, run.state.target_scaling
     X, T = inputs_for(ds, state, run.dtype), eval_targets(ds, state, run.loss, run.dtype)
-    names = cfg.train.metrics or default_metrics(state.task, cfg.loss.name, scaling is not None)
+    names = (
+        cfg.train.metrics
+        if cfg.train.metrics is not None
+        else default_metrics(state.task, cfg.loss.name, scaling is not None)
+    )
     sst = target_stats(T) if state.task == "regression" else None
     acc = MetricAccumulator(state.task, cfg.loss.name, names, run.loss.cfg.reduction, sst, run.head)
     return trainer.evaluate(run.net, run.loss, acc, X, T, split, unscale=scaling and trainer.unscaler(*scaling))

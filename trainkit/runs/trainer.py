@@ -142,7 +142,7 @@ class Trainer:
         self.partial: dict | None = None
         self.per_step_lr = getattr(schedule.cfg, "interval", "epoch") == "step"
         self.last_lr = schedule.lr(0)
-        self._accs: dict[int, tuple] = {}  # id(T) -> (T, its MetricAccumulator)
+        self._accs: dict[tuple, tuple] = {}  # (id(T), evaluating) -> (T, its MetricAccumulator)
         self._reg_slices = None
         if reg_cfg.l1 or reg_cfg.l2:
             self._reg_slices = [slice(0, net.flat.size)] if reg_cfg.apply_to_bias else net.weight_slices()
@@ -185,7 +185,7 @@ class Trainer:
         """Empty running sums for one epoch on targets T: one accumulator per split, reused
         (r2's denominator is computed once per T; a new one per epoch cost a tiny run's step
         a few microseconds)."""
-        cached = self._accs.get(id(T))
+        cached = self._accs.get((id(T), evaluating))
         if cached is not None and cached[0] is T:
             cached[1].load_state_dict(_EMPTY_SUMS)
             return cached[1]
@@ -194,7 +194,7 @@ class Trainer:
             self.task, self.loss_name, self.metric_names, self.loss.cfg.reduction, sst, self.head,
             None if evaluating else self.target_factor,
         )  # fmt: skip
-        self._accs[id(T)] = (T, acc)
+        self._accs[id(T), evaluating] = (T, acc)
         return acc
 
     def evaluate(self, X, T, split: str, batch_size: int = 4096) -> dict[str, float]:
