@@ -384,6 +384,12 @@ def _rewrite_checkpoint(path, arrays=None, meta=None, drop=(), raw=None):
     np.savez(path, **held)
 
 
+STATE = {
+    "task": "multiclass",
+    "classes": CLASSES,
+    "feature_names": ["signal", "noise", "other"],
+    "scale": "standardize",
+}
 DAMAGE = {
     "missing param": dict(drop=["param/weight"]),
     "wrong shape": dict(arrays={"param/bias": np.zeros(7)}),
@@ -392,6 +398,8 @@ DAMAGE = {
     "no data state": dict(meta={"data": None}),
     "data state of another kind": dict(meta={"data": {"task": "multiclass", "colours": 3}}),
     "model sizes not numbers": dict(meta={"model": {"out_features": "three"}}),
+    "scaling not numbers": dict(meta={"data": {**STATE, "offset": ["a", "b", "c"], "factor": [1, 1, 1]}}),
+    "scaling not a list": dict(meta={"data": {**STATE, "offset": [[0.0]], "factor": [1, 1, 1]}}),
     "no meta": dict(drop=["meta"]),
 }
 

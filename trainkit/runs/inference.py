@@ -61,9 +61,18 @@ def open_run(run_dir: str | Path) -> Run:
     arrays, meta = checkpoint.load(path)
     with checkpoint.damaged(path, _DAMAGED):
         state = DataState.from_dict(meta["data"])
+        _check_scaling(state)
         net, head, loss = model_for(loaded, state, _out_features(meta, state))
         checkpoint.restore_model(net, arrays)
     return Run(run_dir, loaded, state, net, head, loss)
+
+
+def _check_scaling(state: DataState) -> None:
+    """The saved scaling parameters are lists of numbers (a ValueError names the bad one)."""
+    for name in ("offset", "factor", "target_offset", "target_factor"):
+        v = getattr(state, name)
+        if v is not None and np.asarray(v, dtype=np.float64).ndim != 1:
+            raise ValueError(f"its data state's {name} is not a list of numbers")
 
 
 def _out_features(meta: dict, state: DataState) -> int:
