@@ -7,9 +7,12 @@ so the suite needs no dataset package."""
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
+
+from trainkit.runs import checkpoint
 
 CLASSES = ["alpha", "beta", "gamma"]
 
@@ -264,11 +267,217 @@ def test_scale_target_is_fitted_on_the_training_split_only(tmp_path):
     np.testing.assert_allclose(exp.state.target_factor, y.std(axis=0))
     np.testing.assert_allclose(exp.arrays["T_train"].mean(axis=0), 0, atol=1e-6)
     np.testing.assert_allclose(exp.arrays["T_train"].std(axis=0), 1, atol=1e-6)
-    expected_val = (exp.data["val"].y - y.mean(axis=0)) / y.std(axis=0)
-    np.testing.assert_allclose(exp.arrays["T_val"], expected_val, rtol=1e-5, atol=1e-5)
+    # the validation split is evaluated in the target's own units: its targets are not scaled
+    np.testing.assert_array_equal(exp.arrays["T_val"], exp.data["val"].y)
+    out = exp.net.predict(exp.arrays["X_val"])
+    np.testing.assert_allclose(exp.trainer.unscale(out), out * y.std(axis=0) + y.mean(axis=0), rtol=1e-12)
 
 
 def test_scale_target_on_a_classification_task_is_exit_2(table_run, cli):
     tmp_path, _, _ = table_run
     r = cli("validate", tmp_path / "c.yaml", "--set", "data.scale_target=standardize")
     assert r.code == 2 and "data.scale_target: scales regression targets, but the task is multiclass" in r.stderr
+
+
+def test_train_reports_scaled_targets_in_their_units_and_evaluate_agrees(tmp_path, cli):
+    """With scale_target, every reported mae/mse (history, final metrics, metrics files) and
+    the val/test losses are in the target's units, and `evaluate` on the run's test split
+    gives exactly the test metrics that `train` reported."""
+    rng = np.random.default_rng(0)
+    size = rng.uniform(50, 250, 120)
+    price = np.round(1000 * size + 50_000 + rng.normal(0, 500, 120), 2)
+    write_table(tmp_path / "house.csv", ["size", "price"], [[f"{s:.3f}", f"{p:.2f}"] for s, p in zip(size, price)])
+    (tmp_path / "c.yaml").write_text(REGRESSION.replace("val_fraction: 0.25", "val_fraction: 0.2, test_fraction: 0.2"))
+    r = cli("train", tmp_path / "c.yaml", "-d", tmp_path / "run", "--json")
+    assert r.code == 0, r.stderr
+    m, last = r.json["metrics"], r.json["history"][-1]
+    (factor,) = checkpoint.load(tmp_path / "run" / "checkpoint.npz")[1]["data"]["target_factor"]
+    for row in (m, last):
+        assert 300 < row["train_mae"] < 700 and 300 < row["val_mae"] < 700  # dollars, not standard deviations
+        assert row["val_loss"] == pytest.approx(row["val_mse"], rel=1e-12)  # mse loss on val: in dollars²
+        assert row["train_loss"] < 1e-2  # the loss the optimizer minimised, on standardized prices
+        assert row["train_mse"] == pytest.approx(row["train_loss"] * factor**2, rel=1e-9)
+    assert 300 < m["test_mae"] < 700 and m["test_loss"] == pytest.approx(m["test_mse"], rel=1e-12)
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        assert float(list(csv.DictReader(f))[-1]["val_mae"]) == last["val_mae"]
+    ev = cli("evaluate", tmp_path / "run", "--json")
+    assert ev.code == 0 and ev.json["split"] == "test"
+    assert ev.json["metrics"] == {k: v for k, v in m.items() if k.startswith("test_")}
+
+
+# ------------------------------------------------------------------ a run on its own
+
+TWO_OUTPUTS = """
+seed: 0
+data: {name: npz, path: data/train.npz, test_fraction: 0.25, scale: minmax, scale_target: standardize}
+model: {name: mlp, hidden: [8]}
+optimizer: {name: adam, lr: 0.05}
+train: {epochs: 30, batch_size: 16, dtype: float64}
+"""
+
+
+def _two_output_run(tmp_path):
+    """An MLP with two regression outputs in their own units, trained on data/train.npz."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(80, 3))
+    (tmp_path / "data").mkdir()
+    np.savez(tmp_path / "data" / "train.npz", X=X, y=np.c_[X @ [100.0, 0, 5] + 900, X[:, 1] - 3])
+    np.savez(tmp_path / "new.npz", X=X[:20], y=np.c_[X[:20] @ [100.0, 0, 5] + 900, X[:20, 1] - 3])
+    (tmp_path / "c.yaml").write_text(TWO_OUTPUTS)
+    return tmp_path / "data" / "train.npz", tmp_path / "new.npz"
+
+
+def _table_run_data(tmp_path):
+    """The classifier of `table_run`, trained on data/train.csv."""
+    (tmp_path / "data").mkdir()
+    header, rows = classification_table()
+    write_table(tmp_path / "data" / "train.csv", header, rows)
+    write_table(tmp_path / "new.csv", *reorder(header, rows[:30], [2, 0, 1, 3]))
+    (tmp_path / "c.yaml").write_text(CONFIG.format(extra=", test_fraction: 0.2").replace("train.csv", "data/train.csv"))
+    return tmp_path / "data" / "train.csv", tmp_path / "new.csv"
+
+
+@pytest.mark.parametrize("make", [_table_run_data, _two_output_run], ids=["csv-classifier", "npz-two-outputs"])
+def test_a_trained_run_needs_no_training_data(tmp_path, cli, make):
+    """evaluate --data and predict read the run dir alone: the training file deleted, their
+    answers are the same; evaluate on the run's own test split says the data is gone."""
+    train_file, new = make(tmp_path)
+    r = cli("train", tmp_path / "c.yaml", "-d", tmp_path / "run", "--json")
+    assert r.code == 0, r.stderr
+    before = [cli("evaluate", tmp_path / "run", "--json").json["metrics"]]
+    assert before[0] == {k: v for k, v in r.json["metrics"].items() if k.startswith("test_")}
+    before += [cli("evaluate", tmp_path / "run", "--data", new, "--json").stdout]
+    before += [cli("predict", tmp_path / "run", "--data", new).stdout]
+    train_file.unlink()
+    after = cli("evaluate", tmp_path / "run", "--data", new, "--json")
+    assert after.code == 0, after.stderr
+    assert [after.stdout, cli("predict", tmp_path / "run", "--data", new).stdout] == before[1:]
+    gone = cli("evaluate", tmp_path / "run")
+    assert gone.code == 2 and gone.stdout == "" and "Traceback" not in gone.stderr
+    assert f"{train_file.name}: file not found" in gone.stderr and "pass --data FILE" in gone.stderr
+    assert "config.yaml" in gone.stderr and "data.path" in gone.stderr  # where the run names it
+
+
+def test_evaluate_refuses_a_training_file_that_changed(tmp_path, cli):
+    """The test split is split again from the training file: another file would be another
+    split, so the run's own test metrics cannot be reproduced from it."""
+    train_file, _ = _table_run_data(tmp_path)
+    assert cli("train", tmp_path / "c.yaml", "-d", tmp_path / "run", "--progress", "none").code == 0
+    header, rows = classification_table(seed=5)
+    write_table(train_file, header, rows)
+    r = cli("evaluate", tmp_path / "run")
+    assert r.code == 2 and "the training data changed since the run was trained" in r.stderr
+    assert "pass --data FILE" in r.stderr
+
+
+# ------------------------------------------------------------------ damaged checkpoints
+
+
+def _rewrite_checkpoint(path, arrays=None, meta=None, drop=(), raw=None):
+    with np.load(path, allow_pickle=False) as f:
+        held = {k: f[k] for k in f.keys()}
+    old = json.loads(str(held["meta"]))
+    held.update(arrays or {})
+    held["meta"] = np.array(raw if raw is not None else json.dumps({**old, **(meta or {})}))
+    for k in drop:
+        held.pop(k)
+    np.savez(path, **held)
+
+
+STATE = {
+    "task": "multiclass",
+    "classes": CLASSES,
+    "feature_names": ["signal", "noise", "other"],
+    "scale": "standardize",
+}
+DAMAGE = {
+    "missing param": dict(drop=["param/weight"]),
+    "wrong shape": dict(arrays={"param/bias": np.zeros(7)}),
+    "meta not JSON": dict(raw="{not json"),
+    "meta a list": dict(raw="[1, 2]"),
+    "no data state": dict(meta={"data": None}),
+    "data state of another kind": dict(meta={"data": {"task": "multiclass", "colours": 3}}),
+    "model sizes not numbers": dict(meta={"model": {"out_features": "three"}}),
+    "scaling not numbers": dict(meta={"data": {**STATE, "offset": ["a", "b", "c"], "factor": [1, 1, 1]}}),
+    "scaling not a list": dict(meta={"data": {**STATE, "offset": [[0.0]], "factor": [1, 1, 1]}}),
+    "no meta": dict(drop=["meta"]),
+}
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+@pytest.mark.parametrize("damage", list(DAMAGE), ids=list(DAMAGE))
+def test_a_damaged_checkpoint_is_exit_2_naming_it(table_run, cli, command, damage):
+    tmp_path, _, _ = table_run
+    ckpt = tmp_path / "run" / "checkpoint.npz"
+    kw = dict(DAMAGE[damage])
+    if kw.get("drop") == ["meta"]:
+        with np.load(ckpt, allow_pickle=False) as f:
+            np.savez(ckpt, **{k: f[k] for k in f.keys() if k != "meta"})
+    else:
+        _rewrite_checkpoint(ckpt, **kw)
+    r = cli(command, tmp_path / "run", "--data", tmp_path / "train.csv")
+    assert r.code == 2 and r.stdout == "" and "Traceback" not in r.stderr
+    assert f"{ckpt}:" in r.stderr
+
+
+def test_a_damaged_checkpoint_says_what_does_not_fit(table_run, cli):
+    tmp_path, _, _ = table_run
+    _rewrite_checkpoint(tmp_path / "run" / "checkpoint.npz", arrays={"param/bias": np.zeros(7)})
+    r = cli("predict", tmp_path / "run", "--data", tmp_path / "train.csv")
+    assert "checkpoint does not match the model (bias: shape (7,), the model's is (3,))" in r.stderr
+
+
+# ------------------------------------------------------------------ files by their extension
+
+
+def test_a_csv_run_reads_npz_files_and_an_npz_run_csv_files(table_run, tmp_path, cli):
+    tmp_path, header, rows = table_run
+    X = np.array([[float(v) for v in r[:3]] for r in rows])
+    np.savez(tmp_path / "same.npz", X=X, y=np.array([r[3] for r in rows]))
+    for command in ("predict", "evaluate"):
+        via_csv = cli(command, tmp_path / "run", "--data", tmp_path / "train.csv").stdout
+        via_npz = cli(command, tmp_path / "run", "--data", tmp_path / "same.npz")
+        assert via_npz.code == 0, via_npz.stderr
+        assert via_npz.stdout.replace("same.npz", "train.csv") == via_csv
+    np.savez(tmp_path / "two.npz", X=X[:, :2])
+    r = cli("predict", tmp_path / "run", "--data", tmp_path / "two.npz")
+    assert r.code == 2 and "two.npz: has 2 feature columns, the run was trained on 3" in r.stderr
+
+    np.savez(tmp_path / "train.npz", X=X, y=np.array([r[3] for r in rows]))
+    (tmp_path / "n.yaml").write_text(
+        CONFIG.format(extra="").replace("name: csv, path: train.csv, target: label", "name: npz, path: train.npz")
+    )
+    assert cli("train", tmp_path / "n.yaml", "-d", tmp_path / "nrun", "--progress", "none").code == 0
+    write_table(tmp_path / "plain.csv", ["a", "b", "c", "y"], [r[:3] + [r[3]] for r in rows])
+    via_npz = cli("predict", tmp_path / "nrun", "--data", tmp_path / "train.npz").stdout
+    via_csv = cli("predict", tmp_path / "nrun", "--data", tmp_path / "plain.csv")
+    assert via_csv.code == 0 and via_csv.stdout == via_npz
+
+
+def test_an_npz_file_for_a_run_with_one_hot_columns_is_exit_2(tmp_path, cli):
+    header, rows = classification_table()
+    header = header[:2] + ["color"] + header[3:]
+    rows = [r[:2] + [["red", "green", "blue"][i % 3]] + r[3:] for i, r in enumerate(rows)]
+    write_table(tmp_path / "train.csv", header, rows)
+    (tmp_path / "c.yaml").write_text(CONFIG.format(extra=", one_hot: [color]"))
+    assert cli("train", tmp_path / "c.yaml", "-d", tmp_path / "run", "--progress", "none").code == 0
+    np.savez(tmp_path / "x.npz", X=np.zeros((4, 2)))
+    r = cli("predict", tmp_path / "run", "--data", tmp_path / "x.npz")
+    assert r.code == 2 and "x.npz: an .npz file has no column names, and the run one-hot encodes color" in r.stderr
+
+
+def test_train_mae_and_mse_are_converted_per_output(tmp_path):
+    """Training batches are summed on scaled targets; with two outputs of different scales,
+    train_mae/train_mse must equal the errors of the unscaled outputs against the raw targets."""
+    from trainkit import api
+    from trainkit.config import load_config
+
+    _two_output_run(tmp_path)
+    overrides = ["train.epochs=1", "train.batch_size=full", "data.test_fraction=0"]
+    exp = api.build(load_config(tmp_path / "c.yaml", overrides))
+    pred = exp.state.unscaled_targets(exp.net.predict(exp.arrays["X_train"]))  # the initial parameters
+    d = pred - exp.data["train"].y
+    row = api.train(load_config(tmp_path / "c.yaml", overrides)).history[0]  # metrics of the first step's forward
+    assert row["train_mae"] == pytest.approx(np.abs(d).mean(), rel=1e-12)
+    assert row["train_mse"] == pytest.approx((d**2).mean(), rel=1e-12)
+    assert row["train_mse"] != pytest.approx(row["train_loss"], rel=0.1)  # the loss stays on scaled targets

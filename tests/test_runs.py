@@ -545,3 +545,43 @@ def test_tiny_runs_checkpoint_by_time_not_every_epoch(tmp_path, monkeypatch):
     at_best = trainkit.train(CONFIGS / "linreg.yaml", [f"train.epochs={best}"]).params
     with np.load(tmp_path / "run" / "best.npz") as f:  # still the best epoch's parameters
         assert f["weight"] == at_best["weight"] and f["bias"] == at_best["bias"]
+
+
+def _strict_json(text: str):
+    def refuse(name):
+        raise ValueError(f"not strict JSON: {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_comparison_json_is_strict_json(tmp_path):
+    """A non-finite number anywhere in a comparison (a run's metric) is null in the file."""
+    from trainkit.compare import runner as compare
+
+    comp = compare.Comparison(
+        runs=[{"optimizer": "gd", "metrics": {"val_loss": float("inf"), "train_loss": float("nan")}}],
+        summary=[{"optimizer": "gd", "curve": [1.0, float("inf")]}],
+        config={},
+        kind="train",
+    )
+    compare.write_outputs(comp, tmp_path)
+    doc = _strict_json((tmp_path / "comparison.json").read_text())
+    assert doc["runs"][0]["metrics"] == {"val_loss": None, "train_loss": None}
+    assert doc["summary"][0]["curve"] == [1.0, None]
+
+
+def test_checkpoint_every_says_its_default():
+    from trainkit.config.loader import TrainConfig
+    from trainkit.runs.rundir import CHECKPOINT_SECONDS
+
+    assert f"every ~{CHECKPOINT_SECONDS:g} s" in TrainConfig.model_fields["checkpoint_every"].description
+
+
+def test_bar_mode_shows_no_bar_for_a_finished_run_and_resumes_where_it_stopped(tmp_path, cli):
+    run = tmp_path / "run"
+    assert cli("train", CONFIGS / "linreg.yaml", "-d", run, "--set", "train.epochs=3", "--progress", "none").code == 0
+    r = cli("resume", run, "--progress", "bar")
+    assert r.code == 0 and "already finished, nothing to do" in r.stdout
+    assert not any(line.startswith("epoch") for line in r.stdout.splitlines())  # no empty 0/3 bar
+    r = cli("resume", run, "--set", "train.epochs=5", "--progress", "bar")
+    assert r.code == 0 and r.stdout.splitlines()[0].startswith("epoch") and "5/5" in r.stdout.splitlines()[0]

@@ -21,7 +21,7 @@ from trainkit.backend.threads import blas_threads, resolve_threads
 from trainkit.config import LoadedConfig, load_config
 from trainkit.data.augment import build_augmentations
 from trainkit.data.dataset import Dataset
-from trainkit.data.pipeline import DataState, arrays_for, prepare
+from trainkit.data.pipeline import DataState, inputs_for, prepare, targets_for
 from trainkit.errors import ConfigError, DataError
 from trainkit.losses import Head, HeadMismatch, head_for
 from trainkit.nn.models import declared_out_features
@@ -111,14 +111,7 @@ def build(loaded: LoadedConfig) -> Experiment:
             f"the model has {declared} outputs but the data has {what}",
             "leave the output size out and it is taken from the data",
         )
-    net = _build_model(loaded, state, n_features, out_features, dtype)
-    try:
-        head = head_for(task, net.outputs, cfg.loss.name if cfg.loss else None, len(state.classes or ()))
-    except HeadMismatch as e:
-        raise loaded.error(_head_key(loaded, e.about), e.message, e.hint) from None
-    if cfg.loss is None:
-        cfg.loss = registry.get("losses", head.loss).schema()
-    loss = registry.build("losses", cfg.loss)
+    net, head, loss = model_for(loaded, state, out_features)
     init = cfg.model.init
     if getattr(init, "from_", None) is not None:
         load_init(loaded, net, init.from_)
@@ -137,7 +130,9 @@ def build(loaded: LoadedConfig) -> Experiment:
     arrays: dict[str, Any] = {}
     for name, part in data.items():
         if part is not None:
-            arrays[f"X_{name}"], arrays[f"T_{name}"] = arrays_for(part, state, loss, dtype)
+            arrays[f"X_{name}"] = inputs_for(part, state, dtype)
+            targets = targets_for if name == "train" else eval_targets  # val, test: in the target's units
+            arrays[f"T_{name}"] = targets(part, state, loss, dtype)
 
     shapes = {k: v.shape for k, v in net.params.items()}
     optimizer = build_optimizer(cfg.optimizer, net.flat, net.grad, shapes)
@@ -146,7 +141,7 @@ def build(loaded: LoadedConfig) -> Experiment:
         net, loss, optimizer, schedule, cfg.train, cfg.regularization, task, cfg.loss.name,
         stream(seed, "shuffle"), cfg.train.metrics,
         augment=build_augmentations(cfg.data.augment, state.shape), augment_rng=stream(seed, "augment"),
-        n_classes=out_features if task == "multiclass" else None, head=head,
+        n_classes=out_features if task == "multiclass" else None, head=head, target_scaling=state.target_scaling,
     )  # fmt: skip
     _check_monitors(loaded, trainer, val_ds is not None)
     info = {
@@ -162,6 +157,30 @@ def build(loaded: LoadedConfig) -> Experiment:
         "threads": threads,
     }
     return Experiment(loaded, trainer, net, data, arrays, state, info, head, threads)
+
+
+def model_for(loaded: LoadedConfig, state: DataState, out_features: int):
+    """(network, head, loss) for data described by `state` (features, task, classes), before
+    any parameters are set. Training builds them from its data; evaluate and predict from a
+    run's saved state alone, the same way. A default loss is filled into the config."""
+    cfg = loaded.config
+    n_features, dtype = len(state.feature_names), dtype_of(cfg.train.dtype)
+    net = _build_model(loaded, state, n_features, out_features, dtype)
+    try:
+        head = head_for(state.task, net.outputs, cfg.loss.name if cfg.loss else None, len(state.classes or ()))
+    except HeadMismatch as e:
+        raise loaded.error(_head_key(loaded, e.about), e.message, e.hint) from None
+    if cfg.loss is None:
+        cfg.loss = registry.get("losses", head.loss).schema()
+    return net, head, registry.build("losses", cfg.loss)
+
+
+def eval_targets(ds: Dataset, state: DataState, loss, dtype):
+    """The targets of a split that is evaluated (val, test, `trainkit evaluate`): as the loss
+    expects them; scaled regression targets in their own units, float64 (runs.trainer.unscaler)."""
+    if state.target_scaling is None:
+        return targets_for(ds, state, loss, dtype)
+    return targets_for(ds, state, loss, np.float64, scaled=False)
 
 
 def _head_key(loaded: LoadedConfig, about: str) -> tuple:

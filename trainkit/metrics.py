@@ -1,6 +1,11 @@
 """Metrics accumulated batch by batch over an epoch, then reported as `<split>_<metric>`.
 
-Regression: mse, mae, r2 (uniform average over outputs, as sklearn). Classification:
+Regression: mse, mae, r2 (uniform average over outputs, as sklearn). With target scaling
+(data.scale_target) the model learns t = (y − offset) / factor. Training batches are summed
+on t: the train loss stays the loss the optimizer minimises, and mse and mae are converted
+to the target's units (per output: mse_y = factor² · mse_t, mae_y = factor · mae_t; r2 is
+the same on y and t). Evaluated splits are summed in the target's units directly
+(runs.trainer.evaluate). Classification:
 accuracy; binary adds precision, recall and f1 for the positive class (label index 1).
 
 Per batch only what changes is summed (squared and absolute errors, correct counts, a
@@ -23,6 +28,13 @@ DEFAULT_METRICS = {
 }
 
 
+def default_metrics(task: str, loss_name: str, scaled: bool = False) -> list[str]:
+    """The metrics reported when train.metrics is not given. The loss is reported anyway, so
+    a metric of the same name is left out, unless the targets are scaled: then the train loss
+    is on scaled targets and the metric, in the target's units, differs from it."""
+    return [m for m in DEFAULT_METRICS[task] if m != loss_name or scaled]
+
+
 def true_labels(target):
     if target.ndim == 1:
         return target  # class indices
@@ -41,17 +53,26 @@ class MetricAccumulator:
     """Running sums for one split over one epoch."""
 
     def __init__(
-        self, task: str, loss_name: str, names=None, reduction: str = "mean", sst=None, head: Head | None = None
+        self,
+        task: str,
+        loss_name: str,
+        names=None,
+        reduction: str = "mean",
+        sst=None,
+        head: Head | None = None,
+        target_factor=None,
     ):
-        """`head` (losses.head_for) turns outputs into labels; default: what the loss takes."""
+        """`head` (losses.head_for) turns outputs into labels; default: what the loss takes.
+        `target_factor`: per-output factors of scaled regression targets (mse, mae unscaled)."""
         self.task, self.loss_name = task, loss_name
         if head is None and task != "regression":
             takes = registry.get("losses", loss_name).build.takes
             head = head_for(task, "logits" if takes == "values" else takes, loss_name)
         self.head = head
         self.loss_is_mean = reduction == "mean"
-        if names is None:  # the loss is reported anyway: don't repeat it as a metric
-            names = [m for m in DEFAULT_METRICS[task] if m != loss_name]
+        self.factor = None if target_factor is None else np.asarray(target_factor, dtype=np.float64)
+        if names is None:
+            names = default_metrics(task, loss_name, self.factor is not None)
         self.names = tuple(names)
         self.sst = sst
         self._sst = None if sst is None else np.ravel(sst).tolist()
@@ -89,7 +110,11 @@ class MetricAccumulator:
                     sse = np.asarray(to_numpy(xp.square(d).sum(axis=0)), dtype=np.float64)
                 s["sse"] = s["sse"] + sse if "sse" in s else sse
             if self._sae:
-                s["sae"] = s.get("sae", 0.0) + float(xp.abs(d, out=d).sum())
+                if self.factor is not None and d.shape[1] > 1:  # per output: each has its own factor
+                    sae = np.asarray(to_numpy(xp.abs(d, out=d).sum(axis=0)), dtype=np.float64)
+                else:
+                    sae = float(xp.abs(d, out=d).sum())
+                s["sae"] = s["sae"] + sae if "sae" in s else sae
             s["outputs"] = pred.shape[1]
         else:
             labels, truth = self.head.labels(pred), true_labels(target)
@@ -107,11 +132,13 @@ class MetricAccumulator:
         s = self.sums
         sse = s.get("sse", 0.0)
         sse = sse.tolist() if isinstance(sse, np.ndarray) else [sse]  # per output
+        f = self.factor
         for name in self.names:
             if name == "mse":
-                v = sum(sse) / (n * s["outputs"])
+                v = (sum(sse) if f is None else float(np.dot(sse, f * f))) / (n * s["outputs"])
             elif name == "mae":
-                v = s["sae"] / (n * s["outputs"])
+                sae = s.get("sae", 0.0)
+                v = (float(np.sum(sae)) if f is None else float(np.sum(sae * f))) / (n * s["outputs"])
             elif name == "r2":
                 sst = self._sst if self._sst is not None else [1.0] * s["outputs"]
                 r2 = [1.0 - e / t if t > 0 else 0.0 for e, t in zip(sse, sst)]

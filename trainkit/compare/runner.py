@@ -96,10 +96,10 @@ def _playground_job(config: str, overrides: tuple[str, ...], run_dir: str | None
     entry = registry.get("optimizers", cfg.optimizer.name)
     result = run_problem(cfg.problem, entry, cfg.optimizer, cfg.steps, cfg.tolerance)
     if run_dir:
-        from trainkit.runs.rundir import atomic_write
+        from trainkit.runs.rundir import atomic_write, json_text
 
         Path(run_dir).mkdir(parents=True, exist_ok=True)
-        atomic_write(Path(run_dir) / "summary.json", json.dumps(result, indent=2).encode())
+        atomic_write(Path(run_dir) / "summary.json", json_text(result, indent=2).encode())
     return result
 
 
@@ -324,11 +324,11 @@ def _to_target(run: dict, target: float, playground: bool) -> dict | None:
 
 def write_outputs(comp: Comparison, out: Path) -> None:
     from trainkit.runs.inference import to_csv
-    from trainkit.runs.rundir import atomic_write
+    from trainkit.runs.rundir import atomic_write, json_text
 
     cols: list[str] = []  # every row's keys: a row whose every seed broke has no metrics
     for r in comp.summary:
         cols += [k for k in r if k not in cols and k not in ("curve", "val_curve", "final_point")]
     rows = [[r.get(k) for k in cols] for r in comp.summary]
     atomic_write(out / "comparison.csv", to_csv(cols, rows).encode())
-    atomic_write(out / "comparison.json", json.dumps(comp.to_dict(), indent=2).encode())
+    atomic_write(out / "comparison.json", json_text(comp.to_dict(), indent=2).encode())

@@ -53,7 +53,7 @@ class TrainConfig(Strict):
         description="default: mse, mae, r2 (regression; the loss itself left out) or accuracy (+ precision, recall, f1 for binary)",
     )
     checkpoint_every: Optional[Annotated[int, Field(ge=1)]] = Field(
-        None, description="epochs between checkpoints in the run dir (always at the end)"
+        None, description="epochs between checkpoints in the run dir; default: every ~10 s (and always at the end)"
     )
     threads: Union[Literal["auto"], Annotated[int, Field(ge=1)]] = Field(
         "auto", description="BLAS threads: a number, or auto (1 for small models, up to one per core for large ones)"

@@ -9,6 +9,7 @@ split only and kept in a DataState, which is saved with the run and applied agai
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -88,6 +89,11 @@ class DataState:
             return y
         return (y - np.asarray(self.target_offset)) / np.asarray(self.target_factor)  # (n,) or (n, outputs)
 
+    @property
+    def target_scaling(self) -> tuple[list[float], list[float]] | None:
+        """(offset, factor) per output of scaled regression targets, else None."""
+        return None if self.target_offset is None else (self.target_offset, self.target_factor)
+
     def unscaled_targets(self, out: np.ndarray) -> np.ndarray:
         """Model outputs (n, outputs) back in the target's units: out · factor + offset."""
         if self.target_offset is None:
@@ -116,11 +122,20 @@ def load_file(cfg_data, resolve, path: str, need_target: bool = True, like=None,
     CSV, counted in a file without names (NPZ); an unknown extra column is an error unless
     `ignore_extra`."""
     entry = registry.get("datasets", cfg_data.name)
-    if not hasattr(cfg_data, "path"):
-        # synthetic training data: read .npz (X, y) or .csv with a `y` column
-        kind = "csv" if str(path).lower().endswith(".csv") else "npz"
+    kind = {".csv": "csv", ".npz": "npz"}.get(Path(path).suffix.lower())
+    if not hasattr(cfg_data, "path") or (kind and kind != cfg_data.name and cfg_data.name in ("csv", "npz")):
+        # synthetic training data, or a file of the other format: read by its extension, as
+        # .npz (X, y) or .csv with the training target's column (`y` for synthetic data)
+        kind = kind or "npz"
+        if kind == "npz" and like is not None and like.categories:
+            raise DataError(
+                f"an .npz file has no column names, and the run one-hot encodes {', '.join(like.categories)}",
+                path,
+                "give a CSV file with the training data's columns",
+            )
+        target = getattr(cfg_data, "target", None) or getattr(cfg_data, "y_key", "y")
         entry = registry.get("datasets", kind)
-        cfg_data = entry.schema(path=path, **({"target": "y"} if kind == "csv" else {}))
+        cfg_data = entry.schema(path=path, **({"target": target} if kind == "csv" else {}))
     by_name = {}
     if like is not None and like.file_columns is not None:
         by_name = {"columns": like.input_columns, "known": like.file_columns, "ignore_extra": ignore_extra}

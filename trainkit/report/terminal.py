@@ -53,7 +53,8 @@ def _row_text(row: dict) -> str:
 
 
 class Progress:
-    """Per-epoch progress: `bar`, `plain` or `none`."""
+    """Per-epoch progress: `bar`, `plain` or `none`. The bar appears when training starts
+    (`start`): a resumed run that has nothing left to do shows none."""
 
     def __init__(self, mode: str, stream: IO, epochs: int, log_every: int | None = None):
         self.mode, self.stream, self.epochs = mode, stream, epochs
@@ -62,37 +63,41 @@ class Progress:
         self._task = None
 
     def __enter__(self):
-        if self.mode == "bar":
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-            from rich.progress import Progress as RichProgress
-
-            self._bar = RichProgress(
-                TextColumn("[bold]epoch"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[status]}"),
-                console=Console(file=self.stream),
-                transient=False,
-            )
-            self._bar.__enter__()
-            self._task = self._bar.add_task("train", total=self.epochs, status="")
         return self
+
+    def _open_bar(self, done: int) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.progress import Progress as RichProgress
+
+        self._bar = RichProgress(
+            TextColumn("[bold]epoch"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=Console(file=self.stream),
+            transient=False,
+        )
+        self._bar.__enter__()
+        self._task = self._bar.add_task("train", total=self.epochs, completed=done, status="")
 
     def __exit__(self, *exc):
         if self._bar is not None:
             self._bar.__exit__(*exc)
 
     def start(self, exp) -> None:
-        """Announce the run (plain mode): what is trained on what."""
-        if self.mode == "plain":
+        """Show the bar (from the epoch a resumed run continues at), or announce the run
+        (plain mode): what is trained on what."""
+        if self.mode == "bar":
+            self._open_bar(exp.trainer.epoch)
+        elif self.mode == "plain":
             i = exp.info
             cfg = exp.loaded.config
             print(
@@ -104,7 +109,7 @@ class Progress:
 
     def update(self, row: dict) -> None:
         e = row["epoch"]
-        if self.mode == "bar":
+        if self._bar is not None:
             status = "loss " + fmt(row["train_loss"])
             if "val_loss" in row:
                 status += "  val " + fmt(row["val_loss"])

@@ -7,13 +7,16 @@ parameters, which the optimizer state belongs to, when they differ; `optim/<stat
 `early/best_params`.
 `meta` (a JSON string): epoch, optimizer scalars, schedule and early-stopping state, the
 RNG states (shuffle, dropout, augmentation), a partial epoch if the run stopped mid-epoch,
-the history so far, the data state (classes, categories, scaling) for evaluate/predict, the
-run's config (checked on resume) and, once the run ended, its `result`.
+the history so far, the run's config (checked on resume) and, once the run ended, its
+`result`. What evaluate/predict need besides the config and the parameters, so that a run
+is usable without its training data: the data state (feature names, classes, categories,
+feature and target scaling) and the model's sizes (`model`: in_features, out_features).
 Read back with allow_pickle=False: a checkpoint holds data only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from pathlib import Path
@@ -54,6 +57,7 @@ def checkpoint_bytes(exp, extra_meta: dict | None = None) -> bytes:
         "partial": tr.partial,
         "history": tr.history,
         "data": exp.state.to_dict(),
+        "model": {"in_features": exp.info["n_features"], "out_features": exp.info["n_outputs"]},
         **(extra_meta or {}),
     }
     for k, v in tr.opt.state_dict().items():
@@ -140,17 +144,20 @@ def _show(v) -> str:
 def restore(exp, arrays: dict, meta: dict, path: Path | None = None) -> None:
     """Put a run back in the state a checkpoint recorded, ready to continue; a checkpoint
     with missing or malformed pieces is a DataError."""
-    try:
+    with damaged(path, "it was not written by this trainkit for this config; start again with --overwrite"):
         _restore(exp, arrays, meta)
+
+
+@contextlib.contextmanager
+def damaged(path: Path | None, hint: str):
+    """Reading a checkpoint's pieces: a missing or malformed one is a DataError naming the file."""
+    try:
+        yield
     except DataError as e:
         raise DataError(e.message, e.path or (str(path) if path else None), e.hint) from None
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
         what = f"missing {e}" if isinstance(e, KeyError) else str(e)
-        raise DataError(
-            f"checkpoint is incomplete or damaged ({what})",
-            str(path) if path else None,
-            "it was not written by this trainkit for this config; start again with --overwrite",
-        ) from None
+        raise DataError(f"checkpoint is incomplete or damaged ({what})", str(path) if path else None, hint) from None
 
 
 def restore_model(net, arrays: dict) -> None:
@@ -159,8 +166,9 @@ def restore_model(net, arrays: dict) -> None:
         for k, v in named.items():
             key = f"{prefix}/{k}"
             if key not in arrays or arrays[key].shape != v.shape:
+                found = "missing" if key not in arrays else f"shape {arrays[key].shape}, the model's is {v.shape}"
                 raise DataError(
-                    f"checkpoint does not match the model ({k})",
+                    f"checkpoint does not match the model ({k}: {found})",
                     None,
                     "the config changed since the checkpoint was written",
                 )

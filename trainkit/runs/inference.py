@@ -1,81 +1,145 @@
 """Using a trained run: `evaluate` its metrics on a split or a file, `predict` on new data.
 
-A run directory holds everything needed: the config (model and loss), the checkpoint's
-parameters and the data state (classes, one-hot categories, feature and target scaling, the
-training file's columns). A new file's columns are selected by the training file's names;
-scaled regression targets are unscaled, so predictions and metrics are in the target's units.
+A run directory alone is enough, without the training data: its config.yaml (model, loss,
+dtype, how files are read) and its checkpoint, which holds the parameters, the model's
+sizes and the data state (task, classes, one-hot categories, feature and target scaling, the
+training file's columns). Only `evaluate` without --data reads the training data again, for
+the test split the run held out. A new file's columns are selected by the training file's
+names. Predictions, and metrics (computed as training computes its val and test metrics,
+by runs.trainer.evaluate), are in the target's own units when the run scaled its targets.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from trainkit.backend import dtype_of, to_numpy, xp
-from trainkit.config import load_config
-from trainkit.data.pipeline import DataState, inputs_for, load_file, targets_for
+from trainkit.api import eval_targets, model_for
+from trainkit.backend import dtype_of, to_numpy
+from trainkit.config import LoadedConfig, load_config
+from trainkit.data.pipeline import DataState, inputs_for, load_file, prepare
 from trainkit.errors import DataError
-from trainkit.runs import checkpoint
+from trainkit.losses import Head
+from trainkit.metrics import MetricAccumulator, default_metrics, target_stats
+from trainkit.runs import checkpoint, trainer
+
+_DAMAGED = "it was not written by `trainkit train` (or was changed since); train the run again"
 
 
-def _open_run(run_dir: str | Path):
-    from trainkit.api import build
+@dataclass
+class Run:
+    """A trained run opened from its directory: the network holds the run's final parameters."""
 
+    path: Path
+    loaded: LoadedConfig
+    state: DataState
+    net: Any
+    head: Head
+    loss: Any
+
+    @property
+    def dtype(self):
+        return dtype_of(self.loaded.config.train.dtype)
+
+
+def open_run(run_dir: str | Path) -> Run:
+    """The run in `run_dir`, built from its config and checkpoint alone (no data is read).
+    A missing, damaged or mismatched checkpoint is a DataError naming it."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise DataError(
             "not a run directory (no config.yaml)", str(run_dir), "pass the --output-dir of a `trainkit train` run"
         )
     loaded = load_config(run_dir / "config.yaml")
-    arrays, meta = checkpoint.load(run_dir / "checkpoint.npz")
-    exp = build(loaded)
-    checkpoint.restore_model(exp.net, arrays)
-    exp.state = DataState.from_dict(meta["data"])
-    return exp
+    path = run_dir / "checkpoint.npz"
+    arrays, meta = checkpoint.load(path)
+    with checkpoint.damaged(path, _DAMAGED):
+        state = DataState.from_dict(meta["data"])
+        _check_scaling(state)
+        net, head, loss = model_for(loaded, state, _out_features(meta, state))
+        checkpoint.restore_model(net, arrays)
+    return Run(run_dir, loaded, state, net, head, loss)
+
+
+def _check_scaling(state: DataState) -> None:
+    """The saved scaling parameters are lists of numbers (a ValueError names the bad one)."""
+    for name in ("offset", "factor", "target_offset", "target_factor"):
+        v = getattr(state, name)
+        if v is not None and np.asarray(v, dtype=np.float64).ndim != 1:
+            raise ValueError(f"its data state's {name} is not a list of numbers")
+
+
+def _out_features(meta: dict, state: DataState) -> int:
+    if "model" in meta:
+        return int(meta["model"]["out_features"])
+    # a checkpoint written before it kept the model's sizes: the classes decide, or the targets' scaling
+    if state.task in ("binary", "multiclass"):
+        return len(state.classes) if state.task == "multiclass" else 1
+    return len(state.target_factor or [0])
 
 
 def evaluate(run_dir: str | Path, data: str | None = None, ignore_extra: bool = False) -> dict:
     """Metrics of the run's final parameters on `data` (a file), else its test split
     (else its validation split). Returns {"split", "metrics", "n"}."""
-    exp = _open_run(run_dir)
+    run = open_run(run_dir)
     if data is not None:
-        ds = _read_like_training(exp, data, need_target=True, ignore_extra=ignore_extra)
-        ds.y = exp.state.labels(ds)
+        ds = _read_like_training(run, data, need_target=True, ignore_extra=ignore_extra)
+        ds.y = run.state.labels(ds)
         split = "test"
-    elif exp.data["test"] is not None:
-        ds, split = exp.data["test"], "test"
-    elif exp.data["val"] is not None:
-        ds, split = exp.data["val"], "val"
     else:
+        ds, split = _held_out(run)
+    return {"split": split, "n": len(ds), "metrics": _metrics(run, ds, split)}
+
+
+def _held_out(run: Run):
+    """The run's test split (else its validation split), split again from the training data
+    as training did; refused when the data no longer gives the run's data state (classes,
+    columns, fitted scaling): it would be another split."""
+    dcfg = run.loaded.config.data
+    if not any(getattr(dcfg, k, None) for k in ("test_path", "test_fraction", "val_path", "val_fraction")):
         raise DataError(
             "the run has no test or validation split",
-            str(run_dir),
+            str(run.path),
             "pass --data FILE, or train with data.test_fraction above 0",
         )
-    return {"split": split, "n": len(ds), "metrics": _metrics(exp, ds, split)}
+    hint = "evaluate without --data reads the run's test split from its training data; pass --data FILE"
+    try:
+        parts, fitted = prepare(run.loaded)
+    except DataError as e:
+        raise DataError(e.message, e.path, f"{e.hint}; {hint}" if e.hint else hint, e.origin) from None
+    if json.loads(json.dumps(fitted.to_dict())) != run.state.to_dict():
+        raise DataError(
+            "the training data changed since the run was trained: its test split is not the one the run held out",
+            getattr(dcfg, "path", None) or str(run.path),
+            hint,
+        )
+    return (parts["test"], "test") if parts["test"] is not None else (parts["val"], "val")
 
 
-def _read_like_training(exp, data: str, need_target: bool, ignore_extra: bool):
+def _read_like_training(run: Run, data: str, need_target: bool, ignore_extra: bool):
     """A new file read as the training file was: its feature columns selected by name (CSV) or
     checked by count (NPZ)."""
-    return load_file(exp.loaded.config.data, Path, data, need_target, like=exp.state, ignore_extra=ignore_extra)
+    return load_file(run.loaded.config.data, Path, data, need_target, like=run.state, ignore_extra=ignore_extra)
 
 
-def _metrics(exp, ds, split: str) -> dict:
-    """Loss and metrics on `ds`; with target scaling, in the target's own units: predictions
-    unscaled (out · factor + offset) and compared with the unscaled targets."""
-    state, loss, dtype = exp.state, exp.trainer.loss, dtype_of(exp.loaded.config.train.dtype)
-    X = inputs_for(ds, state, dtype)
-    if state.target_offset is None:
-        return exp.trainer.evaluate(X, targets_for(ds, state, loss, dtype), split)
-    T = targets_for(ds, state, loss, dtype, scaled=False)
-    pred = xp.asarray(state.unscaled_targets(to_numpy(exp.net.predict(X)).astype(np.float64)), dtype=dtype)
-    acc = exp.trainer._accumulator(T)
-    acc.add(pred, T, loss.forward(pred, T), len(X))
-    return acc.result(split)
+def _metrics(run: Run, ds, split: str) -> dict:
+    """Loss and metrics on `ds`, exactly as training reports them for its val and test splits."""
+    state, cfg, scaling = run.state, run.loaded.config, run.state.target_scaling
+    X, T = inputs_for(ds, state, run.dtype), eval_targets(ds, state, run.loss, run.dtype)
+    names = (
+        cfg.train.metrics
+        if cfg.train.metrics is not None
+        else default_metrics(state.task, cfg.loss.name, scaling is not None)
+    )
+    sst = target_stats(T) if state.task == "regression" else None
+    acc = MetricAccumulator(state.task, cfg.loss.name, names, run.loss.cfg.reduction, sst, run.head)
+    return trainer.evaluate(run.net, run.loss, acc, X, T, split, unscale=scaling and trainer.unscaler(*scaling))
 
 
 def check_output(run_dir: str | Path, data: str | Path, output: str | Path, overwrite: bool) -> None:
@@ -102,16 +166,15 @@ def check_output(run_dir: str | Path, data: str | Path, output: str | Path, over
 def predict(run_dir: str | Path, data: str, ignore_extra: bool = False) -> tuple[list[str], list[list]]:
     """Predictions for every row of `data`: (header, rows). Classifiers give the label (by its
     original name) and one probability column per class; regressors give the values."""
-    exp = _open_run(run_dir)
-    cfg, state = exp.loaded.config, exp.state
-    ds = _read_like_training(exp, data, need_target=False, ignore_extra=ignore_extra)
-    X = inputs_for(ds, state, dtype_of(cfg.train.dtype))
-    out = to_numpy(exp.net.predict(X)).astype(np.float64)
+    run = open_run(run_dir)
+    state = run.state
+    ds = _read_like_training(run, data, need_target=False, ignore_extra=ignore_extra)
+    out = to_numpy(run.net.predict(inputs_for(ds, state, run.dtype))).astype(np.float64)
     if state.task == "regression":
         out = state.unscaled_targets(out)
         header = ["prediction"] if out.shape[1] == 1 else [f"prediction_{i}" for i in range(out.shape[1])]
         return header, out.tolist()
-    probs = exp.head.probabilities(out)
+    probs = run.head.probabilities(out)
     labels = [state.classes[i] for i in probs.argmax(axis=1)]
     header = ["prediction"] + [f"prob_{c}" for c in state.classes]
     return header, [[lab, *p] for lab, p in zip(labels, probs.tolist())]

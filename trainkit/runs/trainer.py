@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from trainkit.backend import to_numpy, xp
-from trainkit.metrics import MetricAccumulator, target_stats
+from trainkit.metrics import MetricAccumulator, default_metrics, target_stats
 from trainkit.runs import divergence
 
 _EMPTY_SUMS = {"loss_sum": 0.0, "n": 0, "sums": {}}
@@ -114,11 +114,19 @@ class Trainer:
         augment_rng=None,
         n_classes: int | None = None,
         head=None,
+        target_scaling=None,
     ):
+        """`target_scaling`: (offset, factor) per output of scaled regression targets: training
+        batches are summed on the scaled targets (their mse/mae converted), evaluated splits
+        (their targets unscaled) on outputs unscaled, out · factor + offset, in float64."""
         self.net, self.loss, self.opt, self.schedule = net, loss, optimizer, schedule
         self.cfg, self.reg = train_cfg, reg_cfg
         self.task, self.loss_name = task, loss_name
         self.head = head  # losses.Head: how outputs become labels
+        self.target_factor = None if target_scaling is None else target_scaling[1]
+        self.unscale = None if target_scaling is None else unscaler(*target_scaling)
+        if metric_names is None and target_scaling is not None:  # the same columns in every split
+            metric_names = default_metrics(task, loss_name, scaled=True)
         self.rng = shuffle_rng
         self.metric_names = metric_names
         self.augment, self.augment_rng, self.n_classes = list(augment), augment_rng, n_classes
@@ -134,7 +142,7 @@ class Trainer:
         self.partial: dict | None = None
         self.per_step_lr = getattr(schedule.cfg, "interval", "epoch") == "step"
         self.last_lr = schedule.lr(0)
-        self._accs: dict[int, tuple] = {}  # id(T) -> (T, its MetricAccumulator)
+        self._accs: dict[tuple, tuple] = {}  # (id(T), evaluating) -> (T, its MetricAccumulator)
         self._reg_slices = None
         if reg_cfg.l1 or reg_cfg.l2:
             self._reg_slices = [slice(0, net.flat.size)] if reg_cfg.apply_to_bias else net.weight_slices()
@@ -173,29 +181,25 @@ class Trainer:
             if coef < 1.0:
                 g *= coef
 
-    def _accumulator(self, T=None):
+    def _accumulator(self, T=None, evaluating: bool = False):
         """Empty running sums for one epoch on targets T: one accumulator per split, reused
         (r2's denominator is computed once per T; a new one per epoch cost a tiny run's step
         a few microseconds)."""
-        cached = self._accs.get(id(T))
+        cached = self._accs.get((id(T), evaluating))
         if cached is not None and cached[0] is T:
             cached[1].load_state_dict(_EMPTY_SUMS)
             return cached[1]
         sst = target_stats(T) if T is not None and self.task == "regression" else None
         acc = MetricAccumulator(
-            self.task, self.loss_name, self.metric_names, self.loss.cfg.reduction, sst, head=self.head
-        )
-        self._accs[id(T)] = (T, acc)
+            self.task, self.loss_name, self.metric_names, self.loss.cfg.reduction, sst, self.head,
+            None if evaluating else self.target_factor,
+        )  # fmt: skip
+        self._accs[id(T), evaluating] = (T, acc)
         return acc
 
     def evaluate(self, X, T, split: str, batch_size: int = 4096) -> dict[str, float]:
         """Loss and metrics of the current parameters on (X, T), in evaluation mode."""
-        acc = self._accumulator(T)
-        for i in range(0, len(X), batch_size):
-            xb, tb = (X, T) if len(X) <= batch_size else (X[i : i + batch_size], T[i : i + batch_size])
-            pred = self.net.forward(xb, training=False)
-            acc.add(pred, tb, self.loss.forward(pred, tb), len(xb))
-        return acc.result(split)
+        return evaluate(self.net, self.loss, self._accumulator(T, True), X, T, split, batch_size, self.unscale)
 
     # ------------------------------------------------------------------ the loop
 
@@ -339,6 +343,27 @@ class Trainer:
 
     def params(self) -> dict[str, np.ndarray]:
         return {k: to_numpy(v).copy() for k, v in self.net.params.items()}
+
+
+def evaluate(net, loss, acc, X, T, split: str, batch_size: int = 4096, unscale=None) -> dict[str, float]:
+    """Loss and metrics of `net` on (X, T) in evaluation mode, summed in batches into `acc`
+    (a fresh MetricAccumulator); with `unscale` (scaled regression targets) the outputs are
+    unscaled and T holds the targets in their own units. Training (val, test) and
+    `trainkit evaluate` both report through this."""
+    for i in range(0, len(X), batch_size):
+        xb, tb = (X, T) if len(X) <= batch_size else (X[i : i + batch_size], T[i : i + batch_size])
+        pred = net.forward(xb, training=False)
+        if unscale is not None:
+            pred = unscale(pred)
+        acc.add(pred, tb, loss.forward(pred, tb), len(xb))
+    return acc.result(split)
+
+
+def unscaler(offset, factor):
+    """Outputs (n, outputs) of a model trained on scaled targets back in the target's units,
+    out · factor + offset, in float64 (targets in large units lose digits in float32)."""
+    offset, factor = xp.asarray(offset, dtype=xp.float64), xp.asarray(factor, dtype=xp.float64)
+    return lambda out: out.astype(xp.float64) * factor + offset
 
 
 class _Batches:
