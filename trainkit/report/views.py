@@ -7,6 +7,7 @@ import datetime as _dt
 import math
 from pathlib import Path
 
+import numpy as np
 from rich.markup import escape
 from rich.table import Table
 
@@ -128,6 +129,11 @@ def plot_runs(runs: list[dict], metrics: list[str], path: str | Path) -> None:
     from trainkit.report.plots import _pyplot
 
     plt = _pyplot()
+    with np.errstate(over="ignore"):  # a diverging run's 1e300s on a log axis
+        _draw(plt, runs, metrics, path)
+
+
+def _draw(plt, runs, metrics, path) -> None:
     fig, axes = plt.subplots(1, len(metrics), figsize=(6.5 * len(metrics), 4.5), dpi=110, squeeze=False)
     for ax, m in zip(axes[0], metrics):
         every = []

@@ -406,12 +406,12 @@ def resolved_config(path: Path) -> dict:
 
 def config_diff(configs: list[dict]) -> list[str]:
     """The keys whose values differ between the configs; a block whose name differs (adam
-    vs sgd) shows as its name only, not as every key the two rules do not share, and a block
-    that is null in one config (no early stopping) as the block itself."""
+    vs sgd) shows its name and the keys both rules have (lr), not every key they do not
+    share, and a block that is null in one config (no early stopping) as the block itself."""
     keys = list(dict.fromkeys(k for c in configs for k in c))
     changed = [k for k in keys if len({json.dumps(value(c, k), sort_keys=True) for c in configs}) > 1]
     renamed = {k[: -len(".name")] for k in changed if k.endswith(".name")}
-    out = [k for k in changed if not any(k.startswith(b + ".") and k != b + ".name" for b in renamed)]
+    out = [k for k in changed if all(k in c for c in configs) or not any(k.startswith(b + ".") for b in renamed)]
     nulls = {k for c in configs for k, v in c.items() if v is None}
     return list(dict.fromkeys(next((b for b in nulls if k.startswith(b + ".")), k) for k in out))
 
