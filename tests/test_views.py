@@ -315,6 +315,7 @@ def test_export_tensorboard_holds_exactly_the_scalars_of_metrics_jsonl(cli, runs
 
 
 def test_export_a_running_run_is_refused(cli, runs_dir, live_lock):
+    require("tensorboardX")
     r = cli("export", runs_dir / "live", "--format", "tensorboard")
     assert r.code == 2 and "still running" in r.stderr
 
