@@ -8,11 +8,13 @@ import json
 import math
 import re
 import shutil
+import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
-from conftest import LINREG_SMALL, require, run_process
+from conftest import LINREG_SMALL, ROOT, require, run_process
 
 from trainkit import api
 from trainkit.compare import runner as compare
@@ -137,7 +139,7 @@ def test_runs_piped_is_plain_text_one_line_per_run(runs_dir):
     r = run_process("runs", runs_dir, "--filter", "status=completed")
     assert r.code == 0 and "\x1b[" not in r.stdout
     lines = [line for line in r.stdout.splitlines() if "completed" in line]
-    assert len(lines) == 3 and any(line.split()[1] == "done" for line in lines)
+    assert len(lines) == 3 and any(line.split()[0] == "done" for line in lines)
 
 
 def test_runs_default_dir_and_an_empty_one(cli, tmp_path, monkeypatch):
@@ -324,3 +326,27 @@ def test_export_without_tensorboardx_says_how_to_get_it(cli, runs_dir, monkeypat
     monkeypatch.setitem(sys.modules, "tensorboardX", None)
     r = cli("export", runs_dir / "done", "--format", "tensorboard")
     assert r.code == 2 and "pip install 'trainkit[tensorboard]'" in r.stderr
+
+
+def test_a_live_process_shows_as_running_then_killed_as_interrupted(cli, tmp_path, write_config):
+    cfg = write_config(LINREG_SMALL.replace("epochs: 20", "epochs: 10000000"))
+    run = tmp_path / "runs" / "long"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trainkit", "train", str(cfg), "-d", str(run), "--progress", "none"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 60
+        metrics = run / "metrics.jsonl"
+        while time.time() < deadline and (not metrics.exists() or metrics.read_bytes().count(b"\n") < 3):
+            time.sleep(0.05)
+        (row,) = cli("runs", tmp_path / "runs", "--json").json["runs"]
+        assert row["status"] == "running" and row["epochs"] >= 2 and row["wall_s"] > 0
+    finally:
+        proc.kill()  # SIGKILL: no summary.json, no checkpoint on the way out
+        proc.wait(timeout=60)
+    (row,) = cli("runs", tmp_path / "runs", "--json").json["runs"]
+    assert row["status"] == "interrupted" and "killed" in row["note"]  # each row is one write(): never half there
+    assert not (run / "summary.json").exists()

@@ -443,7 +443,7 @@ def runs(
     from trainkit.report.views import damaged_notes, runs_table
 
     console = _plain_console()
-    console.print(runs_table(rows, chosen))
+    console.print(runs_table(rows, chosen), soft_wrap=True)
     for note in damaged_notes(rows):
         console.print(f"damaged: {note}", markup=False)
 

