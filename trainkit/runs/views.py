@@ -36,7 +36,6 @@ SUMMARY, METRICS, CONFIG, LOCK = "summary.json", "metrics.jsonl", "config.yaml",
 # Config keys that differ between any two runs without making them different runs.
 IGNORED_KEYS = ("output.dir", "output.overwrite")
 SORT_KEYS = ("name", "model", "optimizer", "status", "epochs", "best", "final", "wall", "when")
-LABEL_KEYS = 4  # a plot's labels name at most this many differing keys
 FILTER_KEYS = ("name", "model", "optimizer", "status", "epochs")
 
 
@@ -435,16 +434,26 @@ def show(v) -> str:
 
 
 def labels(runs: list[tuple[str, Path]]) -> list[str]:
-    """What tells the runs apart: `key=value` of every config key that differs (a block's
-    name alone as its value: `optimizer=adam`), else their names."""
+    """What tells the runs apart: `key=value` for as few of the config keys that differ as
+    make every label unique (a block's name stands for the block: `optimizer=adam`), chosen
+    greedily, the key that splits the runs most first; runs of one config by their names."""
     if len(runs) < 2:
         return [n for n, _ in runs]
     configs = [resolved_config(p) for _, p in runs]
-    keys = config_diff(configs)
-    if not keys:
+    keys, chosen = config_diff(configs), []
+
+    def groups(ks) -> int:
+        return len({tuple(show(value(c, k)) for k in ks) for c in configs})
+
+    while keys and groups(chosen) < len(configs):
+        best = max(keys, key=lambda k: groups([*chosen, k]))  # max keeps the first of equals
+        if groups([*chosen, best]) == groups(chosen):
+            break
+        chosen.append(best)
+        keys.remove(best)
+    if not chosen:
         return [n for n, _ in runs]
-    more = f" (+{len(keys) - LABEL_KEYS} more)" if len(keys) > LABEL_KEYS else ""
-    out = [" ".join(_short(k, value(c, k)) for k in keys[:LABEL_KEYS]) + more for c in configs]
+    out = [" ".join(_short(k, value(c, k)) for k in chosen) for c in configs]
     return out if len(set(out)) == len(out) else [f"{n}: {lab}" for (n, _), lab in zip(runs, out)]
 
 
