@@ -260,6 +260,7 @@ def test_diff_shows_config_keys_that_differ_then_final_metrics(cli, runs_dir):
     r = cli("diff", a, b, "--json")
     assert r.code == 0
     doc = r.json
+    assert doc["status"] == "ok" and doc["run_status"] == {"a": "completed", "b": "completed"}
     # adam's betas/eps are not listed against gd, which has none; the shared lr is
     assert [c["key"] for c in doc["config"]] == ["optimizer.name", "optimizer.lr", "train.batch_size"]
     assert doc["config"][1] == {"key": "optimizer.lr", "a": 0.05, "b": 0.5}

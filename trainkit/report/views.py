@@ -85,7 +85,7 @@ def diff_tables(doc: dict) -> list[Table]:
     metrics.add_column("metric")
     for title in (a, b):
         metrics.add_column(escape(title), justify="right")
-    metrics.add_row("status", doc["status"]["a"], doc["status"]["b"])
+    metrics.add_row("status", doc["run_status"]["a"], doc["run_status"]["b"])
     for row in doc["metrics"]:
         metrics.add_row(row["metric"], _num(row["a"]), _num(row["b"]))
     return [config, metrics]

@@ -489,7 +489,7 @@ def diff(a: Path, b: Path) -> dict:
     return {
         "a": str(a),
         "b": str(b),
-        "status": {"a": sa, "b": sb},
+        "run_status": {"a": sa, "b": sb},
         "config": [{"key": k, "a": value(ca, k), "b": value(cb, k)} for k in keys],
         "metrics": [{"metric": k, "a": ma.get(k), "b": mb.get(k)} for k in names],
     }
