@@ -251,9 +251,8 @@ def _config_names(config: dict | None) -> tuple[str | None, str | None]:
 def _read_config_yaml(path: Path) -> dict | None:
     import yaml
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 - a safe loader
+    try:  # only for runs without a summary (running, killed) or for plot/diff: a few
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError):
         return None
     return doc if isinstance(doc, dict) else None
