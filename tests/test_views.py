@@ -127,6 +127,8 @@ def test_runs_sort_and_filter(cli, runs_dir):
         "live",
         "stopped",
     ]  # live: its lock is free here
+    r = cli("runs", runs_dir, "--filter", "name=cmp/*", "--json")
+    assert [row["name"] for row in r.json["runs"]] == ["cmp/adam-lr0.05-seed0", "cmp/gd-lr0.5-seed0"]
     r = cli("runs", runs_dir, "--sort", "-best", "--json")
     best = [row["best"] for row in r.json["runs"]]
     finite = [b for b in best if b is not None]

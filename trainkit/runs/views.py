@@ -27,6 +27,7 @@ import os
 import re
 import time
 from dataclasses import asdict, dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from trainkit.errors import TrainkitError
@@ -101,8 +102,10 @@ def run_dirs(args: list[str | Path]) -> list[tuple[str, Path]]:
 
 
 def is_running(path: Path) -> bool:
-    """True while a live process holds the run dir's lock (RunDir takes it exclusively).
-    The probe takes a shared lock for a moment and lets it go at once."""
+    """True while a live process holds the run dir's lock (RunDir takes it exclusively;
+    the kernel drops it when the process dies, however it dies). The probe holds a shared
+    lock for a few microseconds: a run starting in that instant is refused as if another
+    process wrote there."""
     try:
         fd = os.open(os.path.join(path, LOCK), os.O_RDONLY)
     except OSError:
@@ -291,7 +294,8 @@ def _fill(row: RunRow, path: Path, metric: str | None) -> None:
             row.note = summary.get("stop_reason")
     else:
         row.epochs = last.get("epoch", 0)
-        last_write = max(t for t in (t_metrics, t_config) if t is not None) if (t_metrics or t_config) else None
+        stamps = [t for t in (t_metrics, t_config) if t is not None]
+        last_write = max(stamps) if stamps else None
         row.when = last_write / 1e9 if last_write else None
         if running:
             row.status = "running"
@@ -308,7 +312,8 @@ def _fill(row: RunRow, path: Path, metric: str | None) -> None:
 
 
 def parse_filters(specs: list[str]) -> dict[str, set[str]]:
-    """KEY=VALUE[,VALUE...] each; values of one key are alternatives, keys must all match."""
+    """KEY=VALUE[,VALUE...] each; values (shell-style patterns: name=cmp/*) of one key are
+    alternatives, keys must all match."""
     out: dict[str, set[str]] = {}
     for spec in specs:
         key, sep, value = spec.partition("=")
@@ -356,7 +361,7 @@ def table(
         rows = [read_row(n, p, chosen) for n, p in found]
     elif metric is not None and rows and recorded and metric not in recorded:
         raise ViewError(f"--metric {metric!r}: no run here records it{_did_you_mean(metric, sorted(recorded))}")
-    rows = [r for r in rows if all(str(getattr(r, k)) in vs for k, vs in wanted.items())]
+    rows = [r for r in rows if all(any(fnmatchcase(str(getattr(r, k)), v) for v in vs) for k, vs in wanted.items())]
     present = [r for r in rows if _sort_value(r, key) is not None]
     missing = [r for r in rows if _sort_value(r, key) is None]  # always last
     present.sort(key=lambda r: _sort_value(r, key), reverse=desc)
