@@ -522,11 +522,12 @@ def export(
 ) -> None:
     """Export runs for other tools: `--format tensorboard`, then `tensorboard --logdir DIR`."""
     from trainkit.errors import TrainkitError
-    from trainkit.runs import views
+    from trainkit.runs import export as exporter
+    from trainkit.runs.views import run_dirs as expand
 
     try:
-        views.tensorboardx()
-        done = [views.export_tensorboard(p, overwrite) for _, p in views.run_dirs(run_dirs)]
+        exporter.tensorboardx()
+        done = [exporter.export_tensorboard(p, overwrite) for _, p in expand(run_dirs)]
     except TrainkitError as err:
         _fail(err, as_json)
     if as_json:

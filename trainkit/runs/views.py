@@ -1,7 +1,6 @@
 """Views of run directories: find them and summarise each in one row (`trainkit runs`),
-load their curves (`trainkit plot`), set two configs side by side (`trainkit diff`), and
-export them to TensorBoard (`trainkit export`). Everything here only reads run dirs, except
-the export, which adds one event file to each.
+load their curves (`trainkit plot`), set two configs side by side (`trainkit diff`). Nothing
+here writes into a run dir (the TensorBoard export, which does, is trainkit.runs.export).
 
 `runs` must answer on a thousand run dirs in well under a second, so a row reads little:
 - summary.json (indent=2, written by rundir.json_text) can be megabytes, most of it the
@@ -21,7 +20,6 @@ import datetime as _dt
 import difflib
 import fcntl
 import json
-import math
 import mmap
 import os
 import re
@@ -509,62 +507,6 @@ def check_metrics(runs_rows: list[list[dict]], metrics: list[str]) -> None:
 
 def default_metric(runs_rows: list[list[dict]]) -> str:
     return "val_loss" if any(rows and "val_loss" in rows[0] for rows in runs_rows) else "train_loss"
-
-
-# --------------------------------------------------------------------------- TensorBoard
-
-
-def tensorboardx():
-    try:
-        import tensorboardX
-    except ImportError:
-        raise ViewError(
-            "--format tensorboard needs tensorboardX, which is not installed\n"
-            "    help: pip install 'trainkit[tensorboard]'  (or: pip install tensorboardX)"
-        ) from None
-    return tensorboardX
-
-
-def _hparam(v):
-    """TensorBoard's hparams take numbers, strings and booleans: anything else as JSON text."""
-    return v if isinstance(v, (bool, int, float, str)) else json.dumps(v)
-
-
-def export_tensorboard(path: Path, overwrite: bool = False) -> dict:
-    """One event file in the run dir with every finite scalar of metrics.jsonl (the lr
-    included) at its epoch, and the config as hparams with the final metrics, so that
-    `tensorboard --logdir DIR` shows the run. Returns what was written."""
-    tbx = tensorboardx()
-    from tensorboardX.summary import hparams
-
-    if is_running(path):
-        raise ViewError(f"{path}: the run is still running\n    help: export it once it has ended")
-    rows = history(path)
-    old = sorted(path.glob("events.out.tfevents.*"))
-    if old and not overwrite:
-        raise ViewError(
-            f"{path}: already holds an event file ({old[0].name}); refusing to add a second\n"
-            "    help: --overwrite to replace it"
-        )
-    config = resolved_config(path)
-    for f in old:
-        f.unlink()
-    writer = tbx.SummaryWriter(logdir=str(path), flush_secs=3600)
-    n = 0
-    try:
-        for row in rows:
-            for k, v in row.items():
-                if k != "epoch" and isinstance(v, (int, float)) and math.isfinite(v):
-                    writer.add_scalar(k, v, global_step=row["epoch"])
-                    n += 1
-        final = {k: v for k, v in (rows[-1] if rows else {}).items() if k != "epoch" and v is not None}
-        # into the same file (SummaryWriter.add_hparams would open a second run for them)
-        for s in hparams({k: _hparam(v) for k, v in config.items() if v is not None}, final):
-            writer.file_writer.add_summary(s)
-    finally:
-        writer.close()
-    (event,) = path.glob("events.out.tfevents.*")
-    return {"run": str(path), "event_file": str(event), "scalars": n, "epochs": len(rows)}
 
 
 # --------------------------------------------------------------------------- plot inputs
