@@ -410,12 +410,11 @@ def _plain_console():
 @app.command()
 def runs(
     dirs: Optional[list[Path]] = typer.Argument(
-        None, help="Folders of run dirs (searched recursively). Default: runs/"
+        None, metavar="DIR", help="Folders of run dirs (searched recursively). Default: runs/"
     ),
     metric: Optional[str] = typer.Option(
         None,
         "--metric",
-        "-m",
         help="The metric whose best and final value are shown (default: val_loss, else train_loss).",
     ),
     sort: str = typer.Option(
@@ -450,11 +449,12 @@ def runs(
 
 @app.command()
 def plot(
-    run_dirs: list[Path] = typer.Argument(..., help="Run dirs, or folders of them (a comparison, a sweep)."),
+    run_dirs: list[Path] = typer.Argument(
+        ..., metavar="RUN", help="Run dirs, or folders of them (a comparison, a sweep)."
+    ),
     metric: Optional[str] = typer.Option(
         None,
         "--metric",
-        "-m",
         help="Comma-separated metrics, e.g. val_loss,train_loss (default: val_loss, else train_loss).",
     ),
     output: Optional[Path] = typer.Option(None, "--output", help="Write the curves to this image (.png, .svg, .pdf)."),
@@ -515,7 +515,7 @@ class ExportFormat(str, Enum):
 
 @app.command()
 def export(
-    run_dirs: list[Path] = typer.Argument(..., help="Run dirs, or folders of them."),
+    run_dirs: list[Path] = typer.Argument(..., metavar="RUN", help="Run dirs, or folders of them."),
     format_: ExportFormat = typer.Option(..., "--format", help="tensorboard: one event file in each run dir."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an event file an earlier export wrote."),
     as_json: bool = JsonOpt,
