@@ -20,7 +20,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 
 # The oracle extras: torch (CPU build, pinned) for the torch-equivalence tests, matplotlib for plots.
 $(VENV)/.installed-all: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[test,oracle,plot]'
+	$(BIN)/python -m pip install -q -e '.[test,oracle,plot,tensorboard,images]'
 	@touch $@
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python

@@ -507,6 +507,145 @@ def list_(
         console.print(table)
 
 
+def _plain_console():
+    from trainkit.report.terminal import choose_mode, make_console
+
+    console = make_console(sys.stdout, plain=choose_mode("auto", sys.stdout) == "plain")
+    if not console.is_terminal:
+        console.width = 1000  # piped: one line per row, never wrapped (grep, awk)
+    return console
+
+
+@app.command()
+def runs(
+    dirs: Optional[list[Path]] = typer.Argument(
+        None, metavar="DIR", help="Folders of run dirs (searched recursively). Default: runs/"
+    ),
+    metric: Optional[str] = typer.Option(
+        None,
+        "--metric",
+        help="The metric whose best and final value are shown (default: val_loss, else train_loss).",
+    ),
+    sort: str = typer.Option(
+        "name", "--sort", help="name, model, optimizer, status, epochs, best, final, wall, when; -KEY descends."
+    ),
+    filter_: Optional[list[str]] = typer.Option(
+        None,
+        "--filter",
+        metavar="KEY=VALUE",
+        help="Keep runs with KEY=VALUE[,VALUE] (status, model, optimizer, name, epochs). Repeatable.",
+    ),
+    as_json: bool = JsonOpt,
+) -> None:
+    """A table of the run dirs under DIR: how each ended, its epochs, best and final metric, time."""
+    from trainkit.errors import TrainkitError
+    from trainkit.runs import views
+
+    try:
+        chosen, rows = views.table(dirs or [Path("runs")], metric, filter_ or [], sort)
+    except TrainkitError as err:
+        _fail(err, as_json)
+    if as_json:
+        _emit_json({"status": "ok", "metric": chosen, "runs": [r.to_dict(chosen) for r in rows]})
+        return
+    from trainkit.report.views import damaged_notes, runs_table
+
+    console = _plain_console()
+    console.print(runs_table(rows, chosen), soft_wrap=True)
+    for note in damaged_notes(rows):
+        console.print(f"damaged: {note}", markup=False)
+
+
+@app.command()
+def plot(
+    run_dirs: list[Path] = typer.Argument(
+        ..., metavar="RUN", help="Run dirs, or folders of them (a comparison, a sweep)."
+    ),
+    metric: Optional[str] = typer.Option(
+        None,
+        "--metric",
+        help="Comma-separated metrics, e.g. val_loss,train_loss (default: val_loss, else train_loss).",
+    ),
+    output: Optional[Path] = typer.Option(None, "--output", help="Write the curves to this image (.png, .svg, .pdf)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output file."),
+) -> None:
+    """Curves of one or many runs on shared axes, labelled by what differs between them."""
+    from trainkit.errors import TrainkitError
+    from trainkit.runs import views
+
+    try:
+        if output is not None:
+            views.check_plot_output(output, overwrite)
+            from trainkit.report.plots import require_matplotlib
+
+            require_matplotlib()
+        metrics = [m.strip() for m in metric.split(",") if m.strip()] if metric else None
+        curves, metrics = views.curves(run_dirs, metrics)
+    except TrainkitError as err:
+        _fail(err, False)
+    from trainkit.report.views import plot_runs, sparkline_table
+
+    if output is None:
+        _plain_console().print(sparkline_table(curves, metrics))
+        return
+    plot_runs(curves, metrics, output)
+    print(f"plot of {len(curves)} run{'s' if len(curves) != 1 else ''} written to {output}", file=sys.stderr)
+
+
+@app.command()
+def diff(
+    run_a: Path = typer.Argument(..., help="A run dir."),
+    run_b: Path = typer.Argument(..., help="Another run dir."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """The config keys that differ between two runs (defaults filled in), then their final metrics."""
+    from trainkit.errors import TrainkitError
+    from trainkit.runs import views
+
+    try:
+        doc = views.diff(run_a, run_b)
+    except TrainkitError as err:
+        _fail(err, as_json)
+    if as_json:
+        _emit_json({"status": "ok", **doc})
+        return
+    from trainkit.report.views import diff_tables
+
+    console = _plain_console()
+    if not doc["config"]:
+        console.print("the configs are the same (output.dir aside)")
+    for table in diff_tables(doc)[0 if doc["config"] else 1 :]:
+        console.print(table)
+
+
+class ExportFormat(str, Enum):
+    tensorboard = "tensorboard"
+
+
+@app.command()
+def export(
+    run_dirs: list[Path] = typer.Argument(..., metavar="RUN", help="Run dirs, or folders of them."),
+    format_: ExportFormat = typer.Option(..., "--format", help="tensorboard: one event file in each run dir."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an event file an earlier export wrote."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Export runs for other tools: `--format tensorboard`, then `tensorboard --logdir DIR`."""
+    from trainkit.errors import TrainkitError
+    from trainkit.runs import export as exporter
+    from trainkit.runs.views import run_dirs as expand
+
+    try:
+        exporter.tensorboardx()
+        done = [exporter.export_tensorboard(p, overwrite) for _, p in expand(run_dirs)]
+    except TrainkitError as err:
+        _fail(err, as_json)
+    if as_json:
+        _emit_json({"status": "ok", "exported": done})
+        return
+    for d in done:
+        print(f"{d['run']}: {d['scalars']} scalars over {d['epochs']} epochs -> {Path(d['event_file']).name}")
+
+
 def _interrupted(signum, frame) -> None:
     # Ctrl-C outside the training loop (loading, building, rendering): stop at once with the
     # documented code instead of click's "Aborted!" and exit 1. Every file write is atomic,
