@@ -116,7 +116,9 @@ def test_runs_best_and_final_are_those_of_metrics_jsonl(cli, runs_dir):
             assert row["wall_s"] == json.loads(summary.read_text())["timing"]["wall_s"]
     lowest = runs_json(cli, runs_dir)  # default: val_loss, lower is better
     assert lowest["done"]["best"] == min(h["val_loss"] for h in jsonl(runs_dir / "done"))
-    assert lowest["diverged"]["final"] is None  # the loss blew up: null, not a number
+    # the loss blew up: the last recorded epoch's value (null where it was not finite)
+    assert lowest["diverged"]["final"] == jsonl(runs_dir / "diverged")[-1]["val_loss"]
+    assert lowest["diverged"]["status"] == "diverged"
 
 
 def test_runs_sort_and_filter(cli, runs_dir):
