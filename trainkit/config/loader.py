@@ -104,6 +104,8 @@ def component_union(kind: str):
 @functools.cache
 def run_config_model() -> type[BaseModel]:
     """The schema of a whole run, built once the registry is loaded."""
+    from trainkit.sweep.spec import SweepSpec
+
     registry.load_all()
     return create_model(
         "RunConfig",
@@ -121,6 +123,7 @@ def run_config_model() -> type[BaseModel]:
         train=(TrainConfig, TrainConfig()),
         output=(OutputConfig, OutputConfig()),
         compare=(Optional[CompareConfig], None),
+        sweep=(Optional[SweepSpec], Field(None, description="what `trainkit sweep` runs; train ignores it")),
     )
 
 

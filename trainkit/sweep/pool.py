@@ -1,0 +1,84 @@
+"""Worker processes for independent runs: one BLAS thread each (the workers already use every
+core between them), results handed back as each run ends, and a clean stop.
+
+Workers ignore SIGINT while idle; while a run trains, api.train's own handler turns SIGINT or
+SIGTERM into "stop after this step, checkpoint, return". A stop (Ctrl-C, or enough failures)
+cancels what has not started and passes SIGINT on to the workers, so a run in flight ends
+with a checkpoint. On Linux a worker is sent SIGTERM when its parent dies (even by SIGKILL),
+so an orphaned run checkpoints and ends instead of training on unseen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
+BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """Set *_NUM_THREADS=1 for processes started inside (spawned workers read them at import)."""
+    saved = {k: os.environ.get(k) for k in BLAS_VARS}
+    os.environ.update({k: "1" for k in saved})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _worker_init() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(Exception):  # Linux only: SIGTERM when the parent dies
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent died before prctl took hold
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+class WorkerPool:
+    """`run(fn, args)` yields (index, result) as runs end; `stop()` ends it early."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self.stopping = False
+        self._pool: ProcessPoolExecutor | None = None
+
+    def run(self, fn: Callable, args: list[tuple]) -> Iterator[tuple[int, object]]:
+        # Submitted one per free worker, never queued ahead: a stop then has nothing to cancel.
+        todo = list(enumerate(args))
+        with one_blas_thread():
+            self._pool = ProcessPoolExecutor(
+                max_workers=max(1, min(self.workers, len(args))),
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init,
+            )
+        running: dict[Future, int] = {}
+        try:
+            while todo or running:
+                while todo and not self.stopping and len(running) < self.workers:
+                    i, a = todo.pop(0)
+                    running[self._pool.submit(fn, *a)] = i
+                if not running:
+                    break
+                done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+                for f in sorted(done, key=running.get):
+                    yield running.pop(f), f.result()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def stop(self) -> None:
+        """Start nothing new; ask the runs in flight to checkpoint and end (SIGINT)."""
+        self.stopping = True
+        for p in list((getattr(self._pool, "_processes", None) or {}).values()):
+            with contextlib.suppress(OSError):
+                os.kill(p.pid, signal.SIGINT)
