@@ -144,16 +144,19 @@ def _show(values: dict) -> str:
 # --------------------------------------------------------------------------- one trial (in a worker)
 
 
-def run_trial(spec_path: str, overrides: list[str], run_dir: str, metric: str, epochs: int | None = None) -> dict:
-    """Train one trial into its run dir (continuing it from its checkpoint if it has one) and
-    return its row. Errors become rows: a sweep goes on past a failed trial."""
+def run_trial(
+    spec_path: str, overrides: list[str], run_dir: str, metric: str, fresh: bool = False, epochs: int | None = None
+) -> dict:
+    """Train one trial into its run dir and return its row: continued from its checkpoint if
+    it has one, or started afresh (`fresh`, a failed trial retried). Errors become rows: a
+    sweep goes on past a failed trial."""
     from trainkit import api
 
     t0 = time.perf_counter()
     extra = [f"train.epochs={epochs}"] if epochs else []
     try:
         loaded = load_config(spec_path, [*overrides, *extra])
-        resume = (Path(run_dir) / "checkpoint.npz").exists()
+        resume = not fresh and (Path(run_dir) / "checkpoint.npz").exists()
         result = api.train(loaded, output_dir=run_dir, resume=resume, overwrite=not resume)
     except TrainkitError as e:
         return {"status": "failed", "error": str(e), "seconds": time.perf_counter() - t0}
@@ -340,7 +343,9 @@ def sweep(
     todo = [t for t in trials if sw.rows.get(t.id, {}).get("status") not in rerun]
     failures = sum(1 for t in trials if sw.rows.get(t.id, {}).get("status") in FAILED and t not in todo)
     ex = _executor(executor, jobs, address)
-    args = [(str(spec_path), t.overrides(), str(out / "trials" / t.id), spec.metric.name) for t in todo]
+    args = [
+        (str(spec_path), t.overrides(), str(out / "trials" / t.id), spec.metric.name, t.id in sw.rows) for t in todo
+    ]
     state: dict = {}
     (out / "trials").mkdir(exist_ok=True)
     with _stop_on_signals(ex, state):
