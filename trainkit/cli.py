@@ -273,10 +273,14 @@ def compare_optimizers(
 @app.command()
 def sweep(
     spec: Path = typer.Argument(..., help="A config with a `sweep:` block.", show_default=False),
-    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Trials at a time (worker processes, one BLAS thread each)."),
+    jobs: int = typer.Option(
+        1, "--jobs", "-j", min=1, help="Trials at a time (worker processes, one BLAS thread each)."
+    ),
     executor: str = typer.Option("local", "--executor", help="local (this machine) or ray (a Ray cluster)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (auto, or HOST:PORT)."),
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-d", help="The sweep dir (default: runs/SPEC-sweep)."),
+    output_dir: Optional[Path] = typer.Option(
+        None, "--output-dir", "-d", help="The sweep dir (default: runs/SPEC-sweep)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the sweep in the sweep dir: run what did not end."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="With --resume: rerun failed trials too."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the metric against each swept parameter (PNG)."),
