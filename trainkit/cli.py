@@ -344,6 +344,10 @@ def validate(
 
     try:
         loaded = _load(config, set_ or [])
+        if loaded.config.sweep is not None:  # every trial's config, as `trainkit sweep` checks them
+            from trainkit.sweep import runner
+
+            runner.check_points(loaded, runner.search.check_points(loaded.config.sweep))
         exp = api.build(loaded)
     except TrainkitError as err:
         _fail(err, as_json)

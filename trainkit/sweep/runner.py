@@ -119,7 +119,7 @@ def check_points(loaded: LoadedConfig, points: list[dict]) -> None:
                     i = Issue(*where, i.key, i.message, i.hint)
                 if (i.line, i.key, i.message) not in issues:
                     issues[(i.line, i.key, i.message)] = Issue(
-                        i.source, i.line, i.column, i.key, f"{i.message} (trial {_show(values)})", i.hint
+                        i.source, i.line, i.column, i.key, f"{i.message} (with {_show(values)})", i.hint
                     )
     if issues:
         raise ConfigError(sorted(issues.values(), key=lambda i: (i.line or 0, i.column or 0)))
@@ -335,7 +335,7 @@ def sweep(
     spec_path = Path(spec_path)
     loaded, spec = load_sweep(spec_path)
     trials = plan(spec)
-    check_points(loaded, list({json.dumps(t.values, sort_keys=True): t.values for t in trials}.values()))
+    check_points(loaded, search.check_points(spec))
     out = Path(output_dir) if output_dir else Path("runs") / f"{spec_path.stem}-sweep"
     sw = Sweep(spec_path, loaded, spec, trials, out)
     sw.rows = open_sweep_dir(out, spec_path.read_text(encoding="utf-8"), resume)

@@ -41,6 +41,23 @@ def points(spec: SweepSpec) -> list[dict]:
     return grid(spec) if spec.method == "grid" else random(spec)
 
 
+def check_points(spec: SweepSpec, limit: int = 512) -> list[dict]:
+    """Points that cover what any trial can see, for validating before anything runs: every
+    combination of each key's values (a distribution's min and max), or, past `limit`
+    combinations, each key's values in turn with the other keys at their first."""
+    cands = {
+        k: p.values
+        if p.values is not None
+        else ([int(p.min), int(p.max)] if p.distribution == "int_uniform" else [p.min, p.max])
+        for k, p in spec.parameters.items()
+    }
+    if math.prod(len(v) for v in cands.values()) <= limit:
+        keys = list(cands)
+        return [dict(zip(keys, combo)) for combo in itertools.product(*cands.values())]
+    first = {k: v[0] for k, v in cands.items()}
+    return [{**first, k: v} for k, vs in cands.items() for v in vs]
+
+
 def trial_seed(sweep_seed: int, values: dict, repeat: int) -> int:
     """A trial's seed: a hash of the sweep's seed, the point's values and the repeat, so it
     does not depend on the order trials run in (or on which other points the sweep has)."""
