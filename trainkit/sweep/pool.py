@@ -4,8 +4,10 @@ core between them), results handed back as each run ends, and a clean stop.
 Workers ignore SIGINT while idle; while a run trains, api.train's own handler turns SIGINT or
 SIGTERM into "stop after this step, checkpoint, return". A stop (Ctrl-C, or enough failures)
 cancels what has not started and passes SIGINT on to the workers, so a run in flight ends
-with a checkpoint. On Linux a worker is sent SIGTERM when its parent dies (even by SIGKILL),
-so an orphaned run checkpoints and ends instead of training on unseen.
+with a checkpoint. On Linux a worker is killed when its parent dies (even by SIGKILL): an
+orphan could neither report its result nor read its next task (the task pipe stays open in
+its sibling workers), so it would train on unseen and then hang; its run continues from its
+last checkpoint on --resume.
 """
 
 from __future__ import annotations
@@ -37,12 +39,12 @@ def one_blas_thread():
 
 def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with contextlib.suppress(Exception):  # Linux only: SIGTERM when the parent dies
+    with contextlib.suppress(Exception):  # Linux only: SIGKILL when the parent dies
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         if os.getppid() == 1:  # the parent died before prctl took hold
-            os.kill(os.getpid(), signal.SIGTERM)
+            os._exit(1)
 
 
 class WorkerPool:

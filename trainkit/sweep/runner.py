@@ -55,7 +55,8 @@ class Sweep:
     spec: SweepSpec
     trials: list[Trial]
     out: Path
-    rows: dict[str, dict] = field(default_factory=dict)  # trial id -> its row, as recorded
+    rows: dict[str, dict] = field(default_factory=dict)  # trial id -> its row, as it ended
+    rung_rows: dict[tuple, dict] = field(default_factory=dict)  # (trial id, rung) -> the row there
     status: str = "completed"
     message: str = ""
 
@@ -182,7 +183,7 @@ def run_trial(
 # --------------------------------------------------------------------------- the sweep dir
 
 
-def open_sweep_dir(out: Path, spec_text: str, resume: bool) -> dict[str, dict]:
+def open_sweep_dir(out: Path, spec_text: str, resume: bool) -> list[dict]:
     """Create the sweep dir, or (resume) read the rows of the trials that have ended."""
     from trainkit.runs.rundir import atomic_write
 
@@ -196,7 +197,7 @@ def open_sweep_dir(out: Path, spec_text: str, resume: bool) -> dict[str, dict]:
             )
         out.mkdir(parents=True, exist_ok=True)
         atomic_write(stored, spec_text.encode())
-        return {}
+        return []
     if not stored.exists():
         raise SweepError(f"{out}: no sweep to resume (no spec.yaml)\n    help: start it without --resume")
     if stored.read_text(encoding="utf-8") != spec_text:
@@ -204,7 +205,7 @@ def open_sweep_dir(out: Path, spec_text: str, resume: bool) -> dict[str, dict]:
             f"{out}: the spec has changed since this sweep started\n"
             f"    help: resume with the spec it started with ({stored}), or start a new sweep in another --output-dir"
         )
-    rows: dict[str, dict] = {}
+    rows: list[dict] = []
     path = out / "trials.jsonl"
     if path.exists():
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -212,7 +213,7 @@ def open_sweep_dir(out: Path, spec_text: str, resume: bool) -> dict[str, dict]:
                 row = json.loads(line)
             except ValueError:  # the last line of a sweep killed while writing it
                 continue
-            rows[row["trial"]] = row
+            rows.append(row)
     return rows
 
 
@@ -256,40 +257,36 @@ def _better(goal: str):
 
 
 def ranking(sweep: Sweep) -> list[dict]:
-    """One row per point: its values, the mean (and std over seeds) of the final metric, sorted
-    best first. A point with a failed seed ranks after every point without one."""
-    goal = sweep.spec.metric.goal
+    """One row per point: its values, the mean (and std over seeds) of the final metric, best
+    first; points that did not run to the end (pruned, failed) after those that did."""
     by_point: dict[int, list[dict]] = {}
     for t in sweep.trials:
         if t.id in sweep.rows:
             by_point.setdefault(t.point, []).append({**sweep.rows[t.id], "_trial": t})
     out = []
     for point, rows in by_point.items():
-        finals = [r.get("final") for r in rows]
-        ok = [f for f in finals if f is not None and math.isfinite(f) and r_ok(rows)]
-        t0 = rows[0]["_trial"]
+        ok = [r["final"] for r in rows if r["status"] not in FAILED and r.get("final") is not None]
+        ok = [f for f in ok if math.isfinite(f)]
         out.append(
             {
                 "point": point,
-                "values": t0.values,
+                "values": rows[0]["_trial"].values,
                 "trials": [r["_trial"].id for r in rows],
                 "mean": statistics.fmean(ok) if ok else None,
                 "std": statistics.stdev(ok) if len(ok) > 1 else (0.0 if ok else None),
+                "epochs": max((r.get("epochs") or 0) for r in rows),
                 "status": ", ".join(sorted({r["status"] for r in rows})),
+                "complete": all(r["status"] in DONE for r in rows),
             }
         )
-    sign = 1 if goal == "minimize" else -1
-    out.sort(key=lambda r: (r["mean"] is None, sign * (r["mean"] or 0.0), r["point"]))
+    sign = 1 if sweep.spec.metric.goal == "minimize" else -1
+    out.sort(key=lambda r: (not r["complete"], r["mean"] is None, sign * (r["mean"] or 0.0), r["point"]))
     return out
-
-
-def r_ok(rows: list[dict]) -> bool:
-    return all(r["status"] in DONE for r in rows)
 
 
 def best_command(sweep: Sweep) -> str | None:
     ranked = ranking(sweep)
-    if not ranked or ranked[0]["mean"] is None:
+    if not ranked or not ranked[0]["complete"]:
         return None
     import shlex
 
@@ -320,6 +317,32 @@ def _stop_on_signals(executor, state: dict):
             signal.signal(s, h)
 
 
+def rungs(spec: SweepSpec, epochs: int) -> list[int | None]:
+    """Epoch budgets of the rungs: min_epochs * eta^k below train.epochs, then train.epochs.
+    Without early termination, one rung: the config's own epochs (None: not overridden)."""
+    asha = spec.early_terminate
+    if asha is None:
+        return [None]
+    out, b = [], asha.min_epochs
+    while b < epochs:
+        out.append(b)
+        b *= asha.eta
+    return [*out, epochs]
+
+
+def promoted(sw: Sweep, alive: list[int], rung: int) -> list[int]:
+    """The best ceil(n/eta) points of a rung by their mean metric there (failures last)."""
+    sign = 1 if sw.spec.metric.goal == "minimize" else -1
+    keep = max(1, math.ceil(len(alive) / sw.spec.early_terminate.eta))
+
+    def score(point):
+        finals = [sw.rung_rows.get((t.id, rung), {}).get("final") for t in sw.trials if t.point == point]
+        ok = [f for f in finals if f is not None and math.isfinite(f)]
+        return (len(ok) < len(finals), sign * statistics.fmean(ok) if ok else 0.0, point)
+
+    return sorted(sorted(alive, key=score)[:keep])
+
+
 def sweep(
     spec_path: str | Path,
     jobs: int = 1,
@@ -331,51 +354,84 @@ def sweep(
     on_trial=None,
 ) -> Sweep:
     """Run (or resume) the sweep in a config's `sweep:` block. Returns the Sweep with every
-    recorded row; its status is completed, stopped (max_failures) or interrupted."""
+    recorded row; its status is completed, stopped (max_failures) or interrupted.
+
+    With early_terminate (ASHA), the trials run rung by rung: every point to the first
+    rung's epochs, the best 1/eta of them on (resumed from their checkpoints) to the next
+    rung's, and so on; the others end as "pruned". Each rung's results are rows of
+    trials.jsonl, so a resumed sweep replays the same decisions."""
     spec_path = Path(spec_path)
     loaded, spec = load_sweep(spec_path)
     trials = plan(spec)
     check_points(loaded, search.check_points(spec))
     out = Path(output_dir) if output_dir else Path("runs") / f"{spec_path.stem}-sweep"
     sw = Sweep(spec_path, loaded, spec, trials, out)
-    sw.rows = open_sweep_dir(out, spec_path.read_text(encoding="utf-8"), resume)
-    rerun = DONE if retry_failed else DONE + FAILED
-    todo = [t for t in trials if sw.rows.get(t.id, {}).get("status") not in rerun]
-    failures = sum(1 for t in trials if sw.rows.get(t.id, {}).get("status") in FAILED and t not in todo)
-    ex = _executor(executor, jobs, address)
-    args = [
-        (str(spec_path), t.overrides(), str(out / "trials" / t.id), spec.metric.name, t.id in sw.rows) for t in todo
-    ]
-    state: dict = {}
+    sw.rung_rows = {
+        (r["trial"], r.get("rung", 0)): r for r in open_sweep_dir(out, spec_path.read_text("utf-8"), resume)
+    }
     (out / "trials").mkdir(exist_ok=True)
+    rerun = DONE if retry_failed else DONE + FAILED
+    ex = _executor(executor, jobs, address)
+    state: dict = {"failures": 0}
+    budgets = rungs(spec, loaded.config.train.epochs)
+    alive = sorted({t.point for t in trials})
     with _stop_on_signals(ex, state):
-        for i, result in ex.run(run_trial, args):
-            t = todo[i]
-            if result["status"] == "interrupted":
-                state.setdefault("signal", "SIGINT")
-                continue  # not ended: --resume continues it from its checkpoint
-            history = result.pop("history", [])
-            row = {
-                "trial": t.id,
-                "values": t.values,
-                "seed": t.seed,
-                "best": _better(spec.metric.goal)(history) if history else None,
-                **result,
-            }
-            sw.rows[t.id] = row
-            append_row(out, row)
-            write_results(sw)
-            if on_trial:
-                on_trial(row)
-            if row["status"] in FAILED:
-                failures += 1
-                if spec.max_failures and failures >= spec.max_failures and not ex.stopping:
-                    sw.status, sw.message = "stopped", f"{failures} trials failed (max_failures {spec.max_failures})"
-                    ex.stop()
+        for k, budget in enumerate(budgets):
+            batch = [t for t in trials if t.point in alive]
+            _run_rung(sw, ex, state, k, budget, batch, rerun, on_trial)
+            for t in batch:
+                if (t.id, k) in sw.rung_rows:
+                    sw.rows[t.id] = sw.rung_rows[(t.id, k)]
+            if "signal" in state or "stopped" in state or k == len(budgets) - 1:
+                break
+            if any((t.id, k) not in sw.rung_rows for t in batch):
+                break  # a rung that could not finish (stopped): nothing to promote from
+            alive = promoted(sw, alive, k)
+            for t in batch:
+                if t.point not in alive:
+                    sw.rows[t.id] = {**sw.rows[t.id], "status": "pruned"}
     write_results(sw)
+    if "stopped" in state:
+        sw.status, sw.message = "stopped", state["stopped"]
     if "signal" in state:
         sw.status, sw.message = "interrupted", f"stopped by {state['signal']}; continue with --resume"
     return sw
+
+
+def _run_rung(sw: Sweep, ex, state: dict, k: int, budget, batch: list[Trial], rerun, on_trial) -> None:
+    spec = sw.spec
+    done = {t.id: sw.rung_rows[(t.id, k)] for t in batch if (t.id, k) in sw.rung_rows}
+    state["failures"] += sum(1 for r in done.values() if r["status"] in FAILED and r["status"] in rerun)
+    todo = [t for t in batch if done.get(t.id, {}).get("status") not in rerun]
+    args = [
+        (str(sw.spec_path), t.overrides(), str(sw.out / "trials" / t.id), spec.metric.name, t.id in done, budget)
+        for t in todo
+    ]
+    for i, result in ex.run(run_trial, args):
+        t = todo[i]
+        if result["status"] == "interrupted":
+            state.setdefault("signal", "SIGINT")
+            continue  # not ended: --resume continues it from its checkpoint
+        history = result.pop("history", [])
+        row = {
+            "trial": t.id,
+            "rung": k,
+            "values": t.values,
+            "seed": t.seed,
+            "best": _better(spec.metric.goal)(history) if history else None,
+            **result,
+        }
+        sw.rung_rows[(t.id, k)] = row
+        sw.rows[t.id] = row
+        append_row(sw.out, row)
+        write_results(sw)
+        if on_trial:
+            on_trial(row)
+        if row["status"] in FAILED:
+            state["failures"] += 1
+            if spec.max_failures and state["failures"] >= spec.max_failures and not ex.stopping:
+                state["stopped"] = f"{state['failures']} trials failed (max_failures {spec.max_failures})"
+                ex.stop()
 
 
 def _executor(name: str, jobs: int, address: str | None):
