@@ -404,7 +404,14 @@ def _run_rung(sw: Sweep, ex, state: dict, k: int, budget, batch: list[Trial], re
     state["failures"] += sum(1 for r in done.values() if r["status"] in FAILED and r["status"] in rerun)
     todo = [t for t in batch if done.get(t.id, {}).get("status") not in rerun]
     args = [
-        (str(sw.spec_path), t.overrides(), str(sw.out / "trials" / t.id), spec.metric.name, t.id in done, budget)
+        (
+            str(sw.spec_path.resolve()),
+            t.overrides(),
+            str((sw.out / "trials" / t.id).resolve()),
+            spec.metric.name,
+            t.id in done,
+            budget,
+        )  # absolute: a Ray node's working directory is not ours
         for t in todo
     ]
     for i, result in ex.run(run_trial, args):
