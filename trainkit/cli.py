@@ -322,8 +322,8 @@ def sweep(
         console.print(sweep_table(sw))
         doc = sw.to_dict()
         if doc["best_command"]:
-            console.print(f"best: {doc['best_command']}")
-        console.print(f"sweep dir: {sw.out}/ (results.csv, trials.jsonl, trials/)")
+            print(f"best: {doc['best_command']}")  # one line, unwrapped: to copy and run
+        print(f"sweep dir: {sw.out}/ (results.csv, trials.jsonl, trials/)")
         if sw.message:
             print(sw.message, file=sys.stderr)
     if sw.status == "interrupted":
