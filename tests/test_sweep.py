@@ -341,3 +341,10 @@ def test_asha_halves_rung_by_rung_and_a_survivor_ends_as_in_a_full_run(tmp_path)
     # the promoted points were the best of their rung
     rung0 = sorted((r["final"], t) for (t, k), r in sw.rung_rows.items() if k == 0)
     assert {t for _, t in rung0[:3]} == {t for (t, k) in sw.rung_rows if k == 1}
+
+
+def test_plot_draws_the_metric_against_each_parameter(tmp_path, cli):
+    spec = write(tmp_path, GRID)
+    r = cli("sweep", spec, "-d", tmp_path / "out", "--plot", tmp_path / "sweep.png")
+    assert r.code == 0, r.stderr
+    assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
