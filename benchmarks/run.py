@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.sweep_jobs import bench_sweep_jobs
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -34,6 +36,7 @@ TARGETS = {
     "tiny_vs_torch": 0.15,
     "tiny_overhead_us": 12.0,
     "help_vs_numpy": 2.0,
+    "sweep_jobs2_speedup": 1.8,
 }
 
 
@@ -254,6 +257,12 @@ def summarize(res: dict) -> list[dict]:
             "<=",
         ),
         (
+            "sweep 8-trial grid, --jobs 1 wall / --jobs 2 wall (identical results)",
+            res["sweep_jobs"]["speedup"] if res["sweep_jobs"]["identical"] else None,
+            TARGETS["sweep_jobs2_speedup"],
+            ">=",
+        ),
+        (
             "peak RSS, mlp from NPZ / (1.3 × data + 150 MB)",
             res["memory"]["peak_rss_mb"] / res["memory"]["limit_mb"],
             1.0,
@@ -436,6 +445,7 @@ def main() -> None:
     res["activations"] = bench_gelu(rounds)
     res["startup"] = bench_startup(5 if args.quick else 15)
     res["memory"] = bench_memory()
+    res["sweep_jobs"] = bench_sweep_jobs(1 if args.quick else 3)
     res["profile"] = worker("profile", "128")
     res["notes"] = notes
     summary = summarize(res)
