@@ -348,3 +348,38 @@ def test_plot_draws_the_metric_against_each_parameter(tmp_path, cli):
     r = cli("sweep", spec, "-d", tmp_path / "out", "--plot", tmp_path / "sweep.png")
     assert r.code == 0, r.stderr
     assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+TPE = """
+seed: 0
+data: {name: linear, n_samples: 200, val_fraction: 0.2}
+model: {name: linear}
+optimizer: {name: sgd, lr: 0.01}
+train: {epochs: 10, batch_size: 16, dtype: float64}
+sweep:
+  method: tpe
+  num_samples: 14
+  metric: {name: val_loss, goal: minimize}
+  parameters:
+    optimizer.lr: {distribution: log_uniform, min: 1.0e-4, max: 0.5}
+    optimizer.momentum: {values: [0.0, 0.9]}
+"""
+
+
+def test_tpe_is_deterministic_resumable_and_keeps_its_study_in_a_journal(tmp_path, cli):
+    from tests.conftest import require
+
+    require("optuna")
+    spec = write(tmp_path, TPE)
+    a = runner.sweep(spec, jobs=2, output_dir=tmp_path / "a")
+    runner.sweep(spec, jobs=2, output_dir=tmp_path / "b")
+    assert results(tmp_path / "a") == results(tmp_path / "b") and len(results(tmp_path / "a")) == 14
+    assert (tmp_path / "a" / "optuna.journal").stat().st_size > 0
+    assert not list((tmp_path / "a").glob("*.db"))
+    # TPE leans on what it was told: its later points beat its first (random startup) ones
+    finals = [a.rows[t.id]["final"] for t in a.trials]
+    assert min(finals[10:]) <= sorted(finals[:10])[1]
+    # a resumed finished sweep asks nothing new and runs nothing
+    r = cli("sweep", spec, "-d", tmp_path / "a", "--resume", "--jobs", "2", "--json")
+    assert r.code == 0 and len(r.json["trials"]) == 14
+    assert len((tmp_path / "a" / "trials.jsonl").read_text().splitlines()) == 14

@@ -86,12 +86,13 @@ def load_sweep(spec_path: str | Path) -> tuple[LoadedConfig, SweepSpec]:
     return loaded, loaded.config.sweep
 
 
-def plan(spec: SweepSpec, points: list[dict] | None = None) -> list[Trial]:
+def plan(spec: SweepSpec, points: list[dict] | None = None, start: int = 0) -> list[Trial]:
+    """The trials of points start, start+1, ...: ids 000, 001, ... (000-s0, 000-s1, ... with seeds)."""
     points = search.points(spec) if points is None else points
-    width = max(3, len(str(len(points) - 1)))
+    width = max(3, len(str((spec.num_samples or len(points)) - 1)))
     return [
         Trial(f"{i:0{width}d}" + (f"-s{r}" if spec.seeds > 1 else ""), i, r, v, search.trial_seed(spec.seed, v, r))
-        for i, v in enumerate(points)
+        for i, v in enumerate(points, start)
         for r in range(spec.seeds)
     ]
 
@@ -362,7 +363,7 @@ def sweep(
     trials.jsonl, so a resumed sweep replays the same decisions."""
     spec_path = Path(spec_path)
     loaded, spec = load_sweep(spec_path)
-    trials = plan(spec)
+    trials = [] if spec.method == "tpe" else plan(spec)
     check_points(loaded, search.check_points(spec))
     out = Path(output_dir) if output_dir else Path("runs") / f"{spec_path.stem}-sweep"
     sw = Sweep(spec_path, loaded, spec, trials, out)
@@ -375,6 +376,10 @@ def sweep(
     state: dict = {"failures": 0}
     budgets = rungs(spec, loaded.config.train.epochs)
     alive = sorted({t.point for t in trials})
+    if spec.method == "tpe":
+        with _stop_on_signals(ex, state):
+            _run_tpe(sw, ex, state, max(1, jobs), rerun, on_trial)
+        budgets = []
     with _stop_on_signals(ex, state):
         for k, budget in enumerate(budgets):
             batch = [t for t in trials if t.point in alive]
@@ -396,6 +401,27 @@ def sweep(
     if "signal" in state:
         sw.status, sw.message = "interrupted", f"stopped by {state['signal']}; continue with --resume"
     return sw
+
+
+def _run_tpe(sw: Sweep, ex, state: dict, batch: int, rerun, on_trial) -> None:
+    """Ask a batch of points, run their trials, tell their mean metric; until num_samples."""
+    from trainkit.sweep.tpe import Tpe
+
+    tpe = Tpe(sw.spec, sw.out)
+    n = 0
+    while n < sw.spec.num_samples and "signal" not in state and "stopped" not in state:
+        new = plan(sw.spec, tpe.points(n, min(batch, sw.spec.num_samples - n)), start=n)
+        sw.trials += new
+        _run_rung(sw, ex, state, 0, None, new, rerun, on_trial)
+        sw.rows.update({t.id: sw.rung_rows[(t.id, 0)] for t in new if (t.id, 0) in sw.rung_rows})
+        for point in sorted({t.point for t in new}):
+            rows = [sw.rung_rows.get((t.id, 0)) for t in new if t.point == point]
+            if any(r is None for r in rows):
+                continue  # not ended (stopped): asked again on --resume
+            finals = [r.get("final") for r in rows if r["status"] not in FAILED]
+            ok = len(finals) == len(rows) and all(f is not None and math.isfinite(f) for f in finals)
+            tpe.tell(point, statistics.fmean(finals) if ok else None)
+        n += len({t.point for t in new})
 
 
 def _run_rung(sw: Sweep, ex, state: dict, k: int, budget, batch: list[Trial], rerun, on_trial) -> None:

@@ -86,4 +86,6 @@ class SweepSpec(Strict):
                 raise ValueError("grid runs every combination: leave num_samples out")
         elif self.num_samples is None:
             raise ValueError(f"method {self.method} needs num_samples")
+        if self.method == "tpe" and self.early_terminate is not None:
+            raise ValueError("tpe chooses points from finished trials: early_terminate goes with grid or random")
         return self
