@@ -7,7 +7,9 @@ cancels what has not started and passes SIGINT on to the workers, so a run in fl
 with a checkpoint. On Linux a worker is killed when its parent dies (even by SIGKILL): an
 orphan could neither report its result nor read its next task (the task pipe stays open in
 its sibling workers), so it would train on unseen and then hang; its run continues from its
-last checkpoint on --resume.
+last checkpoint on --resume. A worker that dies (killed, out of memory) breaks the whole
+pool: the runs in flight get one more try in a fresh pool; a run whose worker dies twice is
+a failed run, and the others go on.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import signal
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 
 BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -58,13 +61,9 @@ class WorkerPool:
     def run(self, fn: Callable, args: list[tuple]) -> Iterator[tuple[int, object]]:
         # Submitted one per free worker, never queued ahead: a stop then has nothing to cancel.
         todo = list(enumerate(args))
-        with one_blas_thread():
-            self._pool = ProcessPoolExecutor(
-                max_workers=max(1, min(self.workers, len(args))),
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_worker_init,
-            )
+        self._pool = self._new_pool(len(args))
         running: dict[Future, int] = {}
+        tries: dict[int, int] = {}
         try:
             while todo or running:
                 while todo and not self.stopping and len(running) < self.workers:
@@ -73,10 +72,39 @@ class WorkerPool:
                 if not running:
                     break
                 done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+                broken = []
                 for f in sorted(done, key=running.get):
-                    yield running.pop(f), f.result()
+                    i = running.pop(f)
+                    try:
+                        result = f.result()
+                    except BrokenProcessPool:
+                        # A worker died (killed, out of memory) and took the pool down; which run's
+                        # worker it was is not known, so each run in flight gets one more try.
+                        tries[i] = tries.get(i, 0) + 1
+                        if tries[i] < 2:
+                            broken.append(i)
+                            continue
+                        result = {
+                            "status": "failed",
+                            "error": "its worker process died twice (killed? out of memory?)",
+                            "seconds": 0.0,
+                        }
+                    yield i, result
+                if broken or any(f.exception() is not None for f in done if not f.cancelled()):
+                    todo = [(i, args[i]) for i in sorted(broken + list(running.values()))] + todo
+                    running = {}
+                    self._pool.shutdown(wait=True, cancel_futures=True)
+                    self._pool = self._new_pool(len(todo))
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _new_pool(self, n: int) -> ProcessPoolExecutor:
+        with one_blas_thread():
+            return ProcessPoolExecutor(
+                max_workers=max(1, min(self.workers, n)),
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init,
+            )
 
     def stop(self) -> None:
         """Start nothing new; ask the runs in flight to checkpoint and end (SIGINT)."""

@@ -162,6 +162,12 @@ def run_trial(
         result = api.train(loaded, output_dir=run_dir, resume=resume, overwrite=not resume)
     except TrainkitError as e:
         return {"status": "failed", "error": str(e), "seconds": time.perf_counter() - t0}
+    except Exception as e:  # noqa: BLE001 - a bug in one trial is that trial's row, not the sweep's end
+        return {
+            "status": "failed",
+            "error": f"internal error: {type(e).__name__}: {e}",
+            "seconds": time.perf_counter() - t0,
+        }
     values = [h.get(metric) for h in result.history]
     if result.status != "interrupted" and not any(v is not None for v in values):
         recorded = ", ".join(k for k in (result.history[0] if result.history else {}) if k not in ("epoch", "lr"))
