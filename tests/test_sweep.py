@@ -409,3 +409,16 @@ def test_an_internal_error_in_a_trial_is_its_row(tmp_path, monkeypatch):
     monkeypatch.setattr(api, "train", boom)
     row = runner.run_trial(str(write(tmp_path, GRID)), ["sweep=null"], str(tmp_path / "t"), "val_loss")
     assert row["status"] == "failed" and row["error"] == "internal error: RuntimeError: boom"
+
+
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        (["--executor", "spark"], "unknown executor 'spark'"),
+        (["--retry-failed"], "add --resume"),
+        (["--resume"], "no sweep to resume"),
+    ],
+)
+def test_bad_sweep_options_are_exit_2(tmp_path, cli, args, expect):
+    r = cli("sweep", write(tmp_path, GRID), "-d", tmp_path / "out", *args, "--json")
+    assert r.code == 2 and expect in r.json["error"]["message"] and r.stderr == ""

@@ -71,7 +71,11 @@ class RayExecutor:
                     break
                 done, _ = ray.wait(list(running), num_returns=1, timeout=0.2)
                 for ref in done:
-                    yield running.pop(ref), ray.get(ref)
+                    try:
+                        result = ray.get(ref)
+                    except ray.exceptions.RayError as e:  # the task's worker or node died
+                        result = {"status": "failed", "error": f"Ray task failed: {type(e).__name__}", "seconds": 0.0}
+                    yield running.pop(ref), result
         finally:
             if own:
                 ray.shutdown()
