@@ -224,9 +224,9 @@ sweep:
 """
 
 
-def _sweep_process(spec: Path, out: Path, *extra) -> subprocess.Popen:
+def _sweep_process(spec: Path, out: Path, *extra, jobs: str = "2") -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "trainkit", "sweep", str(spec), "-d", str(out), "--jobs", "2", *extra],
+        [sys.executable, "-m", "trainkit", "sweep", str(spec), "-d", str(out), "--jobs", jobs, *extra],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -277,14 +277,18 @@ def _epoch_rows(out: Path) -> dict[str, list[int]]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
-def test_a_killed_sweep_resumes_to_the_uninterrupted_results(tmp_path, how):
+@pytest.mark.parametrize(
+    "how, jobs",
+    [(signal.SIGKILL, "2"), (signal.SIGINT, "2"), (signal.SIGINT, "1")],
+    ids=["kill-9", "ctrl-c", "ctrl-c-jobs-1"],
+)
+def test_a_killed_sweep_resumes_to_the_uninterrupted_results(tmp_path, how, jobs):
     spec = write(tmp_path, SLOW)
     full = tmp_path / "full"
     assert runner.sweep(spec, jobs=1, output_dir=full).status == "completed"
 
     out = tmp_path / "out"
-    proc = _sweep_process(spec, out)
+    proc = _sweep_process(spec, out, jobs=jobs)
     _wait_for_rows(out, 2, proc)
     if how == signal.SIGKILL:
         os.kill(proc.pid, signal.SIGKILL)
@@ -298,11 +302,13 @@ def test_a_killed_sweep_resumes_to_the_uninterrupted_results(tmp_path, how):
     before = {json.loads(line)["trial"] for line in (out / "trials.jsonl").read_text().splitlines()}
     assert 2 <= len(before) < 6
 
-    proc = _sweep_process(spec, out, "--resume")
+    proc = _sweep_process(spec, out, "--resume", jobs=jobs)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     ran = [line.split()[1] for line in err.splitlines() if line.startswith("trial ")]
     assert sorted(ran) == sorted({f"{i:03d}" for i in range(6)} - before)  # only what had not ended
+    if jobs == "1":  # one at a time: the stop came mid-trial, and nothing started after it
+        assert ran == [f"{i:03d}" for i in range(len(before), 6)]
     assert results(out) == results(full)
     # no trial ran twice to completion: every run dir has each epoch once, 1..40
     assert all(epochs == list(range(1, 41)) for epochs in _epoch_rows(out).values())

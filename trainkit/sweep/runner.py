@@ -179,7 +179,7 @@ def run_trial(
     finite = [v for v in values if v is not None and math.isfinite(v)]
     return {
         "status": result.status,
-        "error": result.stop_reason if result.status == "diverged" else None,
+        "error": result.stop_reason if result.status in ("diverged", "interrupted") else None,
         "epochs": result.epochs_run,
         "final": result.metrics.get(metric),
         "history": finite,
@@ -448,8 +448,9 @@ def _run_rung(sw: Sweep, ex, state: dict, k: int, budget, batch: list[Trial], re
     ]
     for i, result in ex.run(run_trial, args):
         t = todo[i]
-        if result["status"] == "interrupted":
-            state.setdefault("signal", "SIGINT")
+        if result["status"] == "interrupted":  # the signal reached the trial's own handler
+            state.setdefault("signal", "SIGTERM" if "SIGTERM" in (result.get("error") or "") else "SIGINT")
+            ex.stop()
             continue  # not ended: --resume continues it from its checkpoint
         history = result.pop("history", [])
         row = {
