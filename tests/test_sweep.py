@@ -290,6 +290,8 @@ def test_a_killed_sweep_resumes_to_the_uninterrupted_results(tmp_path, how, jobs
     out = tmp_path / "out"
     proc = _sweep_process(spec, out, jobs=jobs)
     _wait_for_rows(out, 2, proc)
+    if jobs == "1":
+        time.sleep(0.1)  # into the next trial's training (each takes ~0.3 s), past its build
     if how == signal.SIGKILL:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
