@@ -430,3 +430,22 @@ def test_an_internal_error_in_a_trial_is_its_row(tmp_path, monkeypatch):
 def test_bad_sweep_options_are_exit_2(tmp_path, cli, args, expect):
     r = cli("sweep", write(tmp_path, GRID), "-d", tmp_path / "out", *args, "--json")
     assert r.code == 2 and expect in r.json["error"]["message"] and r.stderr == ""
+
+
+@pytest.mark.parametrize("stop_after", [4, 7])  # in rung 0; in rung 1
+def test_an_interrupted_asha_sweep_resumes_to_the_same_decisions(tmp_path, stop_after):
+    spec = write(tmp_path, ASHA + "  early_terminate: {type: asha, min_epochs: 1, eta: 3}\n")
+    full = runner.sweep(spec, output_dir=tmp_path / "full")
+    seen = []
+
+    def ctrl_c(row):
+        seen.append(row)
+        if len(seen) == stop_after:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    part = runner.sweep(spec, output_dir=tmp_path / "out", on_trial=ctrl_c)
+    assert part.status == "interrupted" and len(seen) == stop_after
+    rest = runner.sweep(spec, output_dir=tmp_path / "out", resume=True)
+    assert rest.status == "completed"
+    assert results(tmp_path / "out") == results(tmp_path / "full")
+    assert sorted(rest.rung_rows) == sorted(full.rung_rows)
