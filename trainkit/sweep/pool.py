@@ -8,8 +8,9 @@ with a checkpoint. On Linux a worker is killed when its parent dies (even by SIG
 orphan could neither report its result nor read its next task (the task pipe stays open in
 its sibling workers), so it would train on unseen and then hang; its run continues from its
 last checkpoint on --resume. A worker that dies (killed, out of memory) breaks the whole
-pool: the runs in flight get one more try in a fresh pool; a run whose worker dies twice is
-a failed run, and the others go on.
+pool, and which run's worker it was is not known: the runs in flight then run again, alone,
+one at a time, in a fresh pool; a run whose worker dies when it runs alone is a failed run,
+and the others go on.
 """
 
 from __future__ import annotations
@@ -63,38 +64,41 @@ class WorkerPool:
         todo = list(enumerate(args))
         self._pool = self._new_pool(len(args))
         running: dict[Future, int] = {}
-        tries: dict[int, int] = {}
+        suspects: list[int] = []  # in flight when a worker died: rerun alone, one at a time
+        alone: set[int] = set()
         try:
-            while todo or running:
-                while todo and not self.stopping and len(running) < self.workers:
+            while todo or running or suspects:
+                if suspects and not running and not self.stopping:
+                    i = suspects.pop(0)
+                    alone.add(i)
+                    running[self._pool.submit(fn, *args[i])] = i
+                while not suspects and todo and not self.stopping and len(running) < self.workers:
                     i, a = todo.pop(0)
                     running[self._pool.submit(fn, *a)] = i
                 if not running:
                     break
                 done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
-                broken = []
+                broken = False
                 for f in sorted(done, key=running.get):
                     i = running.pop(f)
                     try:
                         result = f.result()
                     except BrokenProcessPool:
-                        # A worker died (killed, out of memory) and took the pool down; which run's
-                        # worker it was is not known, so each run in flight gets one more try.
-                        tries[i] = tries.get(i, 0) + 1
-                        if tries[i] < 2:
-                            broken.append(i)
+                        broken = True
+                        if i not in alone:
+                            suspects.append(i)
                             continue
                         result = {
                             "status": "failed",
-                            "error": "its worker process died twice (killed? out of memory?)",
+                            "error": "its worker process died (killed? out of memory?)",
                             "seconds": 0.0,
                         }
                     yield i, result
-                if broken or any(f.exception() is not None for f in done if not f.cancelled()):
-                    todo = [(i, args[i]) for i in sorted(broken + list(running.values()))] + todo
+                if broken:  # the pool is unusable: what was in flight is suspect too
+                    suspects += sorted(running.values())
                     running = {}
                     self._pool.shutdown(wait=True, cancel_futures=True)
-                    self._pool = self._new_pool(len(todo))
+                    self._pool = self._new_pool(len(args))
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
