@@ -18,9 +18,10 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
 	@touch $@
 
-# The oracle extras: torch (CPU build, pinned) for the torch-equivalence tests, matplotlib for plots.
+# The oracle extras: torch (CPU build, pinned) for the torch-equivalence tests, matplotlib for plots;
+# ray and optuna for the sweep executors and tpe.
 $(VENV)/.installed-all: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[test,oracle,plot,tensorboard,images]'
+	$(BIN)/python -m pip install -q -e '.[test,oracle,plot,tensorboard,images,ray,optuna]'
 	@touch $@
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python

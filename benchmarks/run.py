@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.sweep_jobs import bench_sweep_jobs
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -36,6 +38,7 @@ TARGETS = {
     "help_vs_numpy": 2.0,
     "lenet128_vs_torch": 1.00,
     "lenet512_conv_gemm_share": 0.50,
+    "sweep_jobs2_speedup": 1.8,
 }
 
 
@@ -337,6 +340,12 @@ def summarize(res: dict) -> list[dict]:
             "<=",
         ),
         (
+            "sweep 8-trial grid, --jobs 1 wall / --jobs 2 wall (identical results)",
+            res["sweep_jobs"]["speedup"] if res["sweep_jobs"]["identical"] else None,
+            TARGETS["sweep_jobs2_speedup"],
+            ">=",
+        ),
+        (
             "peak RSS, mlp from NPZ / (1.3 × data + 150 MB)",
             res["memory"]["peak_rss_mb"] / res["memory"]["limit_mb"],
             1.0,
@@ -522,6 +531,7 @@ def main() -> None:
     res["startup"] = bench_startup(5 if args.quick else 15)
     res["memory"] = bench_memory()
     res["lenet"] = bench_lenet(1 if args.quick else 3, epochs, notes)
+    res["sweep_jobs"] = bench_sweep_jobs(1 if args.quick else 3)
     res["profile"] = worker("profile", "128")
     res["notes"] = notes
     summary = summarize(res)

@@ -14,16 +14,19 @@ CASES = sorted(CORPUS.glob("*.yaml"))
 
 
 def expectation(case: Path) -> tuple[list[str], str]:
+    """(the command and its arguments after the case's path, the regex stderr must match)."""
     sidecar = case.with_name(case.name + ".expect")
     text = sidecar.read_text() if sidecar.exists() else case.read_text(encoding="utf-8")
-    args, expect = [], None
+    args, expect, command = [], None, "train"
     for line in text.splitlines():
-        if line.startswith("# args:"):
+        if line.startswith("# command:"):
+            command = line[len("# command:") :].strip()
+        elif line.startswith("# args:"):
             args = shlex.split(line[len("# args:") :])
         elif line.startswith("# expect:"):
             expect = line[len("# expect:") :].strip()
     assert expect, f"{case.name} states no expectation"
-    return args, expect
+    return [command, *args], expect
 
 
 def test_every_corpus_file_is_used():
@@ -45,7 +48,7 @@ def test_every_corpus_file_is_used():
 @pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)
 def test_bad_input_exits_2_with_a_clear_message(cli, case):
     args, expect = expectation(case)
-    r = cli("train", case, *args)
+    r = cli(args[0], case, *args[1:])
     assert r.code == 2, (r.code, r.stdout, r.stderr)
     assert r.stdout == ""
     assert "Traceback" not in r.stderr
@@ -58,7 +61,7 @@ def test_bad_input_exits_2_with_a_clear_message(cli, case):
 @pytest.mark.parametrize("case", CASES[::4], ids=lambda p: p.stem)
 def test_bad_input_with_json_is_one_error_document(cli, case):
     args, _ = expectation(case)
-    r = cli("train", case, *args, "--json")
+    r = cli(args[0], case, *args[1:], "--json")
     assert r.code == 2
     doc = json.loads(r.stdout)
     assert doc["status"] == "error" and doc["error"]["message"]
@@ -68,5 +71,5 @@ def test_bad_input_with_json_is_one_error_document(cli, case):
 @pytest.mark.parametrize("case", CASES[1::6], ids=lambda p: p.stem)
 def test_validate_agrees_with_train(cli, case):
     args, expect = expectation(case)
-    r = cli("validate", case, *args)
+    r = cli("validate", case, *args[1:])
     assert r.code == 2 and re.search(expect, r.stderr)

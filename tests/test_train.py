@@ -87,6 +87,7 @@ EXPECTATIONS = {
     "compare_mlp.yaml": lambda r: r.metrics["val_accuracy"] >= 0.95,
     "compare_new_mlp.yaml": lambda r: r.metrics["val_accuracy"] >= 0.95,
     "overfit_regularized.yaml": lambda r: r.status == "early_stopped" and r.metrics["val_loss"] < 0.4,
+    "sweep_moons.yaml": lambda r: r.metrics["val_accuracy"] >= 0.92,
 }
 
 

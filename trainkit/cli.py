@@ -351,6 +351,68 @@ def lr_find(
 
 
 @app.command()
+def sweep(
+    spec: Path = typer.Argument(..., help="A config with a `sweep:` block.", show_default=False),
+    jobs: int = typer.Option(
+        1, "--jobs", "-j", min=1, help="Trials at a time (worker processes, one BLAS thread each)."
+    ),
+    executor: str = typer.Option("local", "--executor", help="local (this machine) or ray (a Ray cluster)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (auto, or HOST:PORT)."),
+    output_dir: Optional[Path] = typer.Option(
+        None, "--output-dir", "-d", help="The sweep dir (default: runs/SPEC-sweep)."
+    ),
+    resume: bool = typer.Option(False, "--resume", help="Continue the sweep in the sweep dir: run what did not end."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="With --resume: rerun failed trials too."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the metric against each swept parameter (PNG)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Run a hyperparameter sweep: every trial an ordinary run dir, results in one table."""
+    from trainkit.errors import EXIT_DIVERGED, EXIT_SIGINT, EXIT_SIGTERM, ConfigError, TrainkitError
+    from trainkit.report.terminal import make_console
+    from trainkit.sweep import runner
+    from trainkit.sweep.report import sweep_table
+
+    err_console = make_console(sys.stderr, plain=True)
+    try:
+        if executor not in ("local", "ray"):
+            raise ConfigError.one("--executor", f"unknown executor {executor!r}", "choose one of: local, ray")
+        if retry_failed and not resume:
+            raise ConfigError.one("--retry-failed", "reruns the failed trials of a sweep", "add --resume")
+        if plot is not None:
+            from trainkit.report.plots import require_matplotlib
+
+            require_matplotlib()
+
+        def on_trial(row):
+            if not as_json:
+                what = f"{row['best']:.4g}" if row.get("best") is not None else row.get("error") or "-"
+                err_console.print(f"trial {row['trial']} {row['status']} ({row['seconds']:.1f}s): {what}")
+
+        sw = runner.sweep(spec, jobs, output_dir, resume, retry_failed, executor, address, on_trial)
+        if plot is not None:
+            from trainkit.sweep.plots import plot_sweep
+
+            plot_sweep(sw, plot)
+    except TrainkitError as err:
+        _fail(err, as_json)
+    if as_json:
+        _emit_json(sw.to_dict())
+    else:
+        console = make_console(sys.stdout, plain=True)
+        console.print(sweep_table(sw))
+        doc = sw.to_dict()
+        if doc["best_command"]:
+            print(f"best: {doc['best_command']}")  # one line, unwrapped: to copy and run
+        print(f"sweep dir: {sw.out}/ (results.csv, trials.jsonl, trials/)")
+        if sw.message:
+            print(sw.message, file=sys.stderr)
+    if sw.status == "interrupted":
+        raise typer.Exit(EXIT_SIGTERM if "SIGTERM" in sw.message else EXIT_SIGINT)
+    if sw.status == "stopped" or (sw.rows and all(r["status"] in runner.FAILED for r in sw.rows.values())):
+        raise typer.Exit(EXIT_DIVERGED)
+
+
+@app.command()
 def validate(
     config: Path = typer.Argument(..., help="YAML config file.", show_default=False),
     set_: Optional[list[str]] = SetOpt,
@@ -366,6 +428,10 @@ def validate(
         if hasattr(loaded.config, "problem"):  # an optimizer playground: nothing to build
             _validated_playground(config, loaded, as_json)
             return
+        if getattr(loaded.config, "sweep", None) is not None:  # every trial's config, as `trainkit sweep` checks them
+            from trainkit.sweep import runner
+
+            runner.check_points(loaded, runner.search.check_points(loaded.config.sweep))
         exp = api.build(loaded)
     except TrainkitError as err:
         _fail(err, as_json)

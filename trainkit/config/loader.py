@@ -92,6 +92,8 @@ class CompareConfig(Strict):
 @functools.cache
 def run_config_model() -> type[BaseModel]:
     """The schema of a whole run, built once the registry is loaded."""
+    from trainkit.sweep.spec import SweepSpec
+
     registry.load_all()
     return create_model(
         "RunConfig",
@@ -109,6 +111,7 @@ def run_config_model() -> type[BaseModel]:
         train=(TrainConfig, TrainConfig()),
         output=(OutputConfig, OutputConfig()),
         compare=(Optional[CompareConfig], None),
+        sweep=(Optional[SweepSpec], Field(None, description="what `trainkit sweep` runs; train ignores it")),
     )
 
 

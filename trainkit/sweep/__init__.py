@@ -1,0 +1,1 @@
+"""Hyperparameter sweeps: the spec (a `sweep:` block), search methods, executors."""
