@@ -147,6 +147,14 @@ def test_eval_forward_in_chunks_equals_one_pass(monkeypatch):
     np.testing.assert_array_equal(net.forward(x, training=True), whole)
 
 
+def test_conv_work_counts_every_output_position_for_blas_threads():
+    """A conv's weight is applied at each output position: 3·8·3·3 at 4·5 positions (1-D: at 6)."""
+    _, layer = one_layer_net("conv2d", {"out_channels": 8, "kernel_size": 3}, (3, 6, 7))
+    assert layer.macs_per_sample() == 3 * 8 * 3 * 3 * 4 * 5
+    _, layer = one_layer_net("conv1d", {"out_channels": 8, "kernel_size": 3}, (3, 8))
+    assert layer.macs_per_sample() == 3 * 8 * 3 * 6
+
+
 def test_training_buffers_are_reused_across_steps():
     net, layer = one_layer_net("conv2d", {"out_channels": 3, "kernel_size": 3}, (2, 6, 6))
     x = np.random.default_rng(4).normal(size=(8, 72))

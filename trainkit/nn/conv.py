@@ -134,6 +134,10 @@ class _Conv(ShapedLayer):
             shapes["bias"] = (self.out_channels,)
         return shapes
 
+    def macs_per_sample(self) -> int:
+        """O·C·kh·kw multiply-adds at each of the Ho·Wo output positions (BLAS threads follow it)."""
+        return super().macs_per_sample() * self.out_hw[0] * self.out_hw[1]
+
     def bind(self, params, grads):
         self.W, self.gW = params["weight"], grads["weight"]
         self.b, self.gb = params.get("bias"), grads.get("bias")
