@@ -323,6 +323,20 @@ def test_layer_matches_torch(name, kwargs, shape, training):
         np.testing.assert_allclose(v, tsd[k].numpy(), rtol=0, atol=1e-12, err_msg=k)
 
 
+CONV_CASES = [case for case in TORCH_CASES if case.values[0].startswith("conv")]
+
+
+@pytest.mark.parametrize("fan_in_limit", [0, 1 << 30], ids=["one-gemm", "per-sample"])
+@pytest.mark.parametrize("name,kwargs,shape,training", CONV_CASES)
+def test_conv_weight_gradient_either_way_matches_torch(monkeypatch, name, kwargs, shape, training, fan_in_limit):
+    """dW is one GEMM above conv.PER_SAMPLE_DW_FAN_IN and a sum of per-sample products up to
+    it: both ways match torch, whatever fan-in the test shapes have."""
+    from trainkit.nn import conv
+
+    monkeypatch.setattr(conv, "PER_SAMPLE_DW_FAN_IN", fan_in_limit)
+    test_layer_matches_torch(name, kwargs, shape, training)
+
+
 CNN_1D = [
     ("conv1d", {"out_channels": 4, "kernel_size": 3, "padding": "same"}),
     ("batch_norm1d", {}),
@@ -377,6 +391,15 @@ def test_training_steps_match_torch(specs, shape):
     np.testing.assert_allclose(
         net.forward(x.reshape(5, -1), training=False), model.layers(torch.tensor(x)).detach().numpy(), atol=1e-10
     )
+
+
+@pytest.mark.parametrize("fan_in_limit", [0, 1 << 30], ids=["one-gemm", "per-sample"])
+def test_training_steps_match_torch_with_either_weight_gradient(monkeypatch, fan_in_limit):
+    """The first conv (no input gradient) and the later ones, with dW computed either way."""
+    from trainkit.nn import conv
+
+    monkeypatch.setattr(conv, "PER_SAMPLE_DW_FAN_IN", fan_in_limit)
+    test_training_steps_match_torch(CNN_2D, (2, 8, 9))
 
 
 @pytest.mark.parametrize("name,shape", [("conv1d", (3, 10)), ("conv2d", (3, 6, 7))])

@@ -41,6 +41,11 @@ Positive = Annotated[int, Field(ge=1)]
 NonNegative = Annotated[int, Field(ge=0)]
 # Evaluation batches are convolved in chunks whose im2col matrix holds at most this many values.
 EVAL_COLS = 1 << 23
+# Up to this fan-in (C·kh·kw, the rows of cols) the weight gradient is summed from one small
+# product per sample: OpenBLAS runs dY colsᵀ with so few rows and a reduction over all n·Ho·Wo
+# columns 3-4× slower than n per-sample products (first layers: 6×25 weights, 28×28 images,
+# batch 128: 1.6 ms vs 0.49 ms on one thread); above it the single GEMM is as fast or faster.
+PER_SAMPLE_DW_FAN_IN = 64
 
 
 def init_conv(scheme, out_c: int, fan_in: int, receptive: int, rng):
@@ -175,15 +180,31 @@ class _Conv(ShapedLayer):
         y[...] = out.reshape(self.out_channels, n, ho, wo).transpose(1, 0, 2, 3)
         return cols
 
+    def _param_grads_per_sample(self, dy4):
+        """dW = Σ_samples dY_s cols_sᵀ and db = Σ dy, read straight from dy (n, O, Ho·Wo)."""
+        n, fan_in, positions = len(dy4), self.W2.shape[1], self.out_hw[0] * self.out_hw[1]
+        dy3 = dy4.reshape(n, self.out_channels, positions)
+        cols_s = self.cols.reshape(fan_in, n, positions).transpose(1, 2, 0)  # (n, Ho·Wo, C·kh·kw)
+        parts = xp.matmul(dy3, cols_s, out=self._buffer("dW_s", (n, *self.W2.shape), dy4.dtype))
+        xp.add.reduce(parts, axis=0, out=self.gW2)
+        if self.b is not None:
+            xp.add.reduce(dy3, axis=(0, 2), out=self.gb)
+
     def backward(self, dy):
         dy4 = to_4d(dy, self.spatial_dims)
         n, dtype, (ho, wo), win = len(dy4), dy.dtype, self.out_hw, self.win
+        per_sample = self.W2.shape[1] <= PER_SAMPLE_DW_FAN_IN
+        if per_sample:
+            self._param_grads_per_sample(dy4)
+            if not self.needs_input_grad:
+                return None
         dY = self._buffer("dY", (self.out_channels, n, ho, wo), dtype)
         dY[...] = dy4.transpose(1, 0, 2, 3)
         dY = dY.reshape(self.out_channels, -1)
-        xp.matmul(dY, self.cols.T, out=self.gW2)
-        if self.b is not None:
-            xp.add.reduce(dY, axis=1, out=self.gb)
+        if not per_sample:
+            xp.matmul(dY, self.cols.T, out=self.gW2)
+            if self.b is not None:
+                xp.add.reduce(dY, axis=1, out=self.gb)
         if not self.needs_input_grad:
             return None
         kh, kw = self.kernel
