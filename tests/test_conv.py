@@ -328,12 +328,12 @@ CONV_CASES = [case for case in TORCH_CASES if case.values[0].startswith("conv")]
 
 @pytest.mark.parametrize("fan_in_limit", [0, 1 << 30], ids=["one-gemm", "per-sample"])
 @pytest.mark.parametrize("name,kwargs,shape,training", CONV_CASES)
-def test_conv_weight_gradient_either_way_matches_torch(monkeypatch, name, kwargs, shape, training, fan_in_limit):
-    """dW is one GEMM above conv.PER_SAMPLE_DW_FAN_IN and a sum of per-sample products up to
-    it: both ways match torch, whatever fan-in the test shapes have."""
+def test_conv_either_way_matches_torch(monkeypatch, name, kwargs, shape, training, fan_in_limit):
+    """Y = W cols and dW are one GEMM above conv.PER_SAMPLE_FAN_IN and per-sample products up
+    to it: both ways match torch, whatever fan-in the test shapes have."""
     from trainkit.nn import conv
 
-    monkeypatch.setattr(conv, "PER_SAMPLE_DW_FAN_IN", fan_in_limit)
+    monkeypatch.setattr(conv, "PER_SAMPLE_FAN_IN", fan_in_limit)
     test_layer_matches_torch(name, kwargs, shape, training)
 
 
@@ -394,11 +394,11 @@ def test_training_steps_match_torch(specs, shape):
 
 
 @pytest.mark.parametrize("fan_in_limit", [0, 1 << 30], ids=["one-gemm", "per-sample"])
-def test_training_steps_match_torch_with_either_weight_gradient(monkeypatch, fan_in_limit):
-    """The first conv (no input gradient) and the later ones, with dW computed either way."""
+def test_training_steps_match_torch_either_way(monkeypatch, fan_in_limit):
+    """The first conv (no input gradient) and the later ones, one GEMM or per-sample products."""
     from trainkit.nn import conv
 
-    monkeypatch.setattr(conv, "PER_SAMPLE_DW_FAN_IN", fan_in_limit)
+    monkeypatch.setattr(conv, "PER_SAMPLE_FAN_IN", fan_in_limit)
     test_training_steps_match_torch(CNN_2D, (2, 8, 9))
 
 
