@@ -116,7 +116,7 @@ def conv_gemm(batch: int) -> dict:
 
     from trainkit import api
     from trainkit.config import load_config_text
-    from trainkit.nn.conv import _Conv
+    from trainkit.nn.conv import PER_SAMPLE_FAN_IN, _Conv
 
     exp = api.build(load_config_text(lenet_config(batch, 1), "bench.yaml"))
     net, X = exp.net, exp.arrays["X_train"][:batch]
@@ -129,10 +129,16 @@ def conv_gemm(batch: int) -> dict:
         dY = c._buffer("dY", (c.out_channels, batch, *c.out_hw), X.dtype).reshape(c.out_channels, -1)
         gemm = c._buffer("gemm", (c.out_channels, c.cols.shape[1]), X.dtype)
         products.append((c.W2, c.cols, gemm))  # forward: Y = W cols
-        products.append((dY, c.cols.T, c.gW2))  # dW = dY colsᵀ
+        if c.W2.shape[1] <= PER_SAMPLE_FAN_IN:  # dW = Σ_s dY_s cols_sᵀ, n small products
+            positions = c.out_hw[0] * c.out_hw[1]
+            dy3 = np.ones((batch, c.out_channels, positions), X.dtype)
+            cols_s = c.cols.reshape(-1, batch, positions).transpose(1, 2, 0)
+            products.append((dy3, cols_s, c._buffer("dW_s", (batch, *c.W2.shape), X.dtype)))
+        else:
+            products.append((dY, c.cols.T, c.gW2))  # dW = dY colsᵀ
         if c.needs_input_grad:
             products.append((c.W2.T, dY, c._buffer("dcols", c.cols.shape, X.dtype)))  # dcols = Wᵀ dY
-    flops = sum(2 * a.shape[0] * a.shape[1] * b.shape[1] for a, b, _ in products)
+    flops = sum(2 * a.size * b.shape[-1] for a, b, _ in products)
     for _ in range(7):
         t = time.perf_counter()
         for a, b, o in products:

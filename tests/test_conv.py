@@ -147,6 +147,14 @@ def test_eval_forward_in_chunks_equals_one_pass(monkeypatch):
     np.testing.assert_array_equal(net.forward(x, training=True), whole)
 
 
+def test_conv_work_counts_every_output_position_for_blas_threads():
+    """A conv's weight is applied at each output position: 3·8·3·3 at 4·5 positions (1-D: at 6)."""
+    _, layer = one_layer_net("conv2d", {"out_channels": 8, "kernel_size": 3}, (3, 6, 7))
+    assert layer.macs_per_sample() == 3 * 8 * 3 * 3 * 4 * 5
+    _, layer = one_layer_net("conv1d", {"out_channels": 8, "kernel_size": 3}, (3, 8))
+    assert layer.macs_per_sample() == 3 * 8 * 3 * 6
+
+
 def test_training_buffers_are_reused_across_steps():
     net, layer = one_layer_net("conv2d", {"out_channels": 3, "kernel_size": 3}, (2, 6, 6))
     x = np.random.default_rng(4).normal(size=(8, 72))
@@ -315,6 +323,20 @@ def test_layer_matches_torch(name, kwargs, shape, training):
         np.testing.assert_allclose(v, tsd[k].numpy(), rtol=0, atol=1e-12, err_msg=k)
 
 
+CONV_CASES = [case for case in TORCH_CASES if case.values[0].startswith("conv")]
+
+
+@pytest.mark.parametrize("fan_in_limit", [0, 1 << 30], ids=["one-gemm", "per-sample"])
+@pytest.mark.parametrize("name,kwargs,shape,training", CONV_CASES)
+def test_conv_either_way_matches_torch(monkeypatch, name, kwargs, shape, training, fan_in_limit):
+    """Y = W cols and dW are one GEMM above conv.PER_SAMPLE_FAN_IN and per-sample products up
+    to it: both ways match torch, whatever fan-in the test shapes have."""
+    from trainkit.nn import conv
+
+    monkeypatch.setattr(conv, "PER_SAMPLE_FAN_IN", fan_in_limit)
+    test_layer_matches_torch(name, kwargs, shape, training)
+
+
 CNN_1D = [
     ("conv1d", {"out_channels": 4, "kernel_size": 3, "padding": "same"}),
     ("batch_norm1d", {}),
@@ -369,6 +391,15 @@ def test_training_steps_match_torch(specs, shape):
     np.testing.assert_allclose(
         net.forward(x.reshape(5, -1), training=False), model.layers(torch.tensor(x)).detach().numpy(), atol=1e-10
     )
+
+
+@pytest.mark.parametrize("fan_in_limit", [0, 1 << 30], ids=["one-gemm", "per-sample"])
+def test_training_steps_match_torch_either_way(monkeypatch, fan_in_limit):
+    """The first conv (no input gradient) and the later ones, one GEMM or per-sample products."""
+    from trainkit.nn import conv
+
+    monkeypatch.setattr(conv, "PER_SAMPLE_FAN_IN", fan_in_limit)
+    test_training_steps_match_torch(CNN_2D, (2, 8, 9))
 
 
 @pytest.mark.parametrize("name,shape", [("conv1d", (3, 10)), ("conv2d", (3, 6, 7))])

@@ -11,6 +11,8 @@ Backward, with dY (O, n·Ho·Wo):
     dW = dY colsᵀ,   db = Σ_columns dY,   dcols = Wᵀ dY,   dx = col2im(dcols)
 col2im adds each field's gradient back where it was copied from; fields overlap when the
 stride is below the kernel, so the adds accumulate (one strided add per kernel tap).
+Layers with a small fan-in C·kh·kw run Y and dW as n per-sample products over the same cols
+(Y_s = W cols_s, dW = Σ_s dY_s cols_sᵀ): the same sums, faster for such thin matrices.
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ Positive = Annotated[int, Field(ge=1)]
 NonNegative = Annotated[int, Field(ge=0)]
 # Evaluation batches are convolved in chunks whose im2col matrix holds at most this many values.
 EVAL_COLS = 1 << 23
+# Up to this fan-in (C·kh·kw, the rows of cols) a layer multiplies sample by sample: OpenBLAS
+# runs the thin GEMMs W cols and dY colsᵀ (a reduction over all n·Ho·Wo columns) 2-3× slower
+# than n per-sample products, which also write y in (n, O, Ho·Wo) order with no transpose
+# (6×25 weights, 28×28 images, batch 128, one thread: forward 1.09 -> 0.60 ms, dW 1.6 -> 0.49 ms);
+# above it (16×150 on 10×10) one GEMM is as fast or faster.
+PER_SAMPLE_FAN_IN = 64
 
 
 def init_conv(scheme, out_c: int, fan_in: int, receptive: int, rng):
@@ -134,6 +142,10 @@ class _Conv(ShapedLayer):
             shapes["bias"] = (self.out_channels,)
         return shapes
 
+    def macs_per_sample(self) -> int:
+        """O·C·kh·kw multiply-adds at each of the Ho·Wo output positions (BLAS threads follow it)."""
+        return super().macs_per_sample() * self.out_hw[0] * self.out_hw[1]
+
     def bind(self, params, grads):
         self.W, self.gW = params["weight"], grads["weight"]
         self.b, self.gb = params.get("bias"), grads.get("bias")
@@ -165,21 +177,42 @@ class _Conv(ShapedLayer):
         cols = buf("cols", (self.in_channels, *self.kernel, n, ho, wo), dtype)
         cols[...] = win.windows(xpad, ho, wo)  # im2col: one copy of every receptive field
         cols = cols.reshape(-1, n * ho * wo)
+        if cols.shape[0] <= PER_SAMPLE_FAN_IN:  # Y_s = W cols_s, written straight into y
+            out = xp.matmul(self.W2, cols.reshape(-1, n, ho * wo).transpose(1, 0, 2), out=y.reshape(n, -1, ho * wo))
+            if self.b is not None:
+                out += self.b[:, None]
+            return cols
         out = xp.matmul(self.W2, cols, out=buf("gemm", (self.out_channels, n * ho * wo), dtype))
         if self.b is not None:
             out += self.b[:, None]
         y[...] = out.reshape(self.out_channels, n, ho, wo).transpose(1, 0, 2, 3)
         return cols
 
+    def _param_grads_per_sample(self, dy4):
+        """dW = Σ_samples dY_s cols_sᵀ and db = Σ dy, read straight from dy (n, O, Ho·Wo)."""
+        n, fan_in, positions = len(dy4), self.W2.shape[1], self.out_hw[0] * self.out_hw[1]
+        dy3 = dy4.reshape(n, self.out_channels, positions)
+        cols_s = self.cols.reshape(fan_in, n, positions).transpose(1, 2, 0)  # (n, Ho·Wo, C·kh·kw)
+        parts = xp.matmul(dy3, cols_s, out=self._buffer("dW_s", (n, *self.W2.shape), dy4.dtype))
+        xp.add.reduce(parts, axis=0, out=self.gW2)
+        if self.b is not None:
+            xp.add.reduce(dy3, axis=(0, 2), out=self.gb)
+
     def backward(self, dy):
         dy4 = to_4d(dy, self.spatial_dims)
         n, dtype, (ho, wo), win = len(dy4), dy.dtype, self.out_hw, self.win
+        per_sample = self.W2.shape[1] <= PER_SAMPLE_FAN_IN
+        if per_sample:
+            self._param_grads_per_sample(dy4)
+            if not self.needs_input_grad:
+                return None
         dY = self._buffer("dY", (self.out_channels, n, ho, wo), dtype)
         dY[...] = dy4.transpose(1, 0, 2, 3)
         dY = dY.reshape(self.out_channels, -1)
-        xp.matmul(dY, self.cols.T, out=self.gW2)
-        if self.b is not None:
-            xp.add.reduce(dY, axis=1, out=self.gb)
+        if not per_sample:
+            xp.matmul(dY, self.cols.T, out=self.gW2)
+            if self.b is not None:
+                xp.add.reduce(dY, axis=1, out=self.gb)
         if not self.needs_input_grad:
             return None
         kh, kw = self.kernel

@@ -114,11 +114,23 @@ class _Pool(ShapedLayer):
         win = self.win
         return win.pad_into(buf("xpad", win.padded_shape(x4.shape), x4.dtype), x4, self.fill) if any(win.pad) else x4
 
-    def _dxpad(self, n, dtype):
+    def _dxpad(self, n, dtype, zero: bool = True):
         c, h, w = self.in_shape4
         dxpad = self._buffer("dxpad", self.win.padded_shape((n, c, h, w)), dtype)
-        dxpad.fill(0)
+        if zero:
+            dxpad.fill(0)
         return dxpad
+
+    def _tiles(self) -> tuple[bool, bool]:
+        """(disjoint, covering): no two windows share an input (stride ≥ the dilated kernel's
+        extent), and the windows also cover every input (kernel = stride, no padding or
+        dilation, sizes divisible). Disjoint windows let backward assign instead of add;
+        covering ones need no zeroed gradient buffer first."""
+        c, h, w = self.in_shape4
+        win, (ho, wo) = self.win, self.out_hw
+        disjoint = all(win.stride[a] >= win.span(a) for a in (0, 1))
+        covering = disjoint and not any(win.pad) and win.span(0) * ho == h and win.span(1) * wo == w
+        return disjoint, covering
 
     def _dx(self, dxpad):
         _, h, w = self.in_shape4
@@ -149,15 +161,21 @@ class _MaxPool(_Pool):
 
     def backward(self, dy):
         dy4 = to_4d(dy, self.spatial_dims)
-        dxpad = self._dxpad(len(dy4), dy.dtype)
+        disjoint, covering = self._tiles()
+        dxpad = self._dxpad(len(dy4), dy.dtype, zero=not covering)
         hit, open_ = self._buffer("hit", dy4.shape, bool), self._buffer("open", dy4.shape, bool)
-        part = self._buffer("part", dy4.shape, dy.dtype)
-        open_.fill(True)  # windows whose maximum has not been claimed by an earlier tap
-        for _, rows, cols in self.win.taps(*self.out_hw):
+        part = None if disjoint else self._buffer("part", dy4.shape, dy.dtype)
+        for t, rows, cols in self.win.taps(*self.out_hw):
             xp.equal(self.xpad[:, :, rows, cols], self.y, out=hit)
-            hit &= open_
-            open_ ^= hit
-            dxpad[:, :, rows, cols] += xp.multiply(dy4, hit, out=part)
+            if t == 0:  # open_: windows whose maximum no earlier tap has claimed
+                xp.logical_not(hit, out=open_)
+            else:
+                hit &= open_
+                open_ ^= hit
+            if disjoint:  # each input is in one window only: its gradient is written once
+                xp.multiply(dy4, hit, out=dxpad[:, :, rows, cols])
+            else:
+                dxpad[:, :, rows, cols] += xp.multiply(dy4, hit, out=part)
         return self._dx(dxpad)
 
 
