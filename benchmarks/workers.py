@@ -44,6 +44,8 @@ def make_data() -> None:
 
 
 def blas_threads() -> int:
+    import numpy  # noqa: F401 - threadpoolctl sees only the BLAS libraries already loaded
+
     try:
         from threadpoolctl import threadpool_info
 
