@@ -420,6 +420,14 @@ def test_a_damaged_checkpoint_is_exit_2_naming_it(table_run, cli, command, damag
     assert f"{ckpt}:" in r.stderr
 
 
+def test_a_checkpoint_that_is_not_npz_says_so_without_numpys_advice_to_unpickle(table_run, cli):
+    tmp_path, _, _ = table_run
+    (tmp_path / "run" / "checkpoint.npz").write_text("junk\n")
+    r = cli("evaluate", tmp_path / "run", "--data", tmp_path / "train.csv")
+    assert r.code == 2 and "not an .npz file" in r.stderr
+    assert "allow_pickle" not in r.stderr and "pickle" not in r.stderr
+
+
 def test_a_damaged_checkpoint_says_what_does_not_fit(table_run, cli):
     tmp_path, _, _ = table_run
     _rewrite_checkpoint(tmp_path / "run" / "checkpoint.npz", arrays={"param/bias": np.zeros(7)})
