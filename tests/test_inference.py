@@ -187,6 +187,13 @@ def test_predict_output_in_a_missing_folder_is_exit_2(table_run, cli):
     assert r.code == 2 and "does not exist" in r.stderr
 
 
+def test_predict_output_under_a_file_says_it_is_a_file_not_a_missing_folder(table_run, cli):
+    tmp_path, _, _ = table_run
+    data = tmp_path / "train.csv"
+    r = cli("predict", tmp_path / "run", "--data", data, "--output", data / "p.csv")
+    assert r.code == 2 and f"{data} is a file, not a folder" in r.stderr and "does not exist" not in r.stderr
+
+
 # ------------------------------------------------------------------ echoes
 
 
