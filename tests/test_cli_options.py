@@ -96,3 +96,22 @@ def test_readme_says_how_to_get_the_command_and_the_extras():
         named |= set(group.split(","))
     assert "plot" in named and "oracle" in named and named <= extras, (named, extras)
     assert "pip install -e '.[plot]'" in README
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["train", "--json"], "Missing argument"),
+        (["train", str(CONFIGS / "linreg.yaml"), "--json", "--bogus"], "--bogus"),
+        (["train", str(CONFIGS / "linreg.yaml"), "--json", "--progress", "wat"], "--progress"),
+        (["resume", "--json"], "Missing argument"),
+        (["evaluate", "--json"], "Missing argument"),
+        (["validate", "--json", "--seed", "x"], "--seed"),
+        (["lr-find", "--json"], "Missing argument"),
+    ],
+)
+def test_usage_errors_of_every_json_command_are_one_json_document(cli, args, message):
+    r = cli(*args)
+    assert r.code == 2
+    doc = r.json  # the whole of stdout is one document, not click's usage text on stderr only
+    assert doc["status"] == "error" and doc["error"]["type"] == "usage" and message in doc["error"]["message"]

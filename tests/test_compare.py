@@ -429,6 +429,17 @@ def test_plot_path_is_checked_before_any_training(cli, monkeypatch, tmp_path):
     assert r.code == 2 and "extension .txt" in r.json["error"]["message"]
 
 
+@pytest.mark.parametrize("command", ["compare-optimizers", "lr-find"])
+def test_plot_onto_an_existing_file_is_refused_before_any_training(cli, monkeypatch, tmp_path, command):
+    require("matplotlib")
+    monkeypatch.setattr(pool, "run_all", lambda *a, **k: pytest.fail("trained before checking --plot"))
+    png = tmp_path / "mine.png"
+    png.write_bytes(b"the user's own picture")
+    r = cli(command, CONFIGS / "linreg.yaml", "--plot", png)
+    assert r.code == 2 and "already exists" in r.stderr and str(png) in r.stderr, r.stderr
+    assert png.read_bytes() == b"the user's own picture"
+
+
 def test_a_second_comparison_into_the_same_output_dir_is_refused(cli, tmp_path):
     args = ["compare-optimizers", CONFIGS / "compare_linreg.yaml", "-j", "1", "--output-dir", tmp_path / "out"]
     assert cli(*args, "--set", "train.epochs=3").code == 0

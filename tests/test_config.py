@@ -706,3 +706,10 @@ def test_list_keeps_brackets_in_descriptions(cli):
     r = cli("list", "models")
     assert "[linear, activation, (dropout)]" in " ".join(r.stdout.split()), r.stdout
     assert "hidden=[64]" in r.stdout
+
+
+def test_invalid_yaml_in_an_override_says_its_column_in_words_not_as_a_file_position():
+    issue = errors_of(BASE, ["train.epochs=[1"])[0]
+    # `--set train.epochs=[1:1:3` would read as part of the value the user typed
+    assert issue.where() == "--set train.epochs=[1" and issue.line is None
+    assert "column 3 of the value" in issue.message

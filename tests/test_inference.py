@@ -187,6 +187,13 @@ def test_predict_output_in_a_missing_folder_is_exit_2(table_run, cli):
     assert r.code == 2 and "does not exist" in r.stderr
 
 
+def test_predict_output_under_a_file_says_it_is_a_file_not_a_missing_folder(table_run, cli):
+    tmp_path, _, _ = table_run
+    data = tmp_path / "train.csv"
+    r = cli("predict", tmp_path / "run", "--data", data, "--output", data / "p.csv")
+    assert r.code == 2 and f"{data} is a file, not a folder" in r.stderr and "does not exist" not in r.stderr
+
+
 # ------------------------------------------------------------------ echoes
 
 
@@ -418,6 +425,14 @@ def test_a_damaged_checkpoint_is_exit_2_naming_it(table_run, cli, command, damag
     r = cli(command, tmp_path / "run", "--data", tmp_path / "train.csv")
     assert r.code == 2 and r.stdout == "" and "Traceback" not in r.stderr
     assert f"{ckpt}:" in r.stderr
+
+
+def test_a_checkpoint_that_is_not_npz_says_so_without_numpys_advice_to_unpickle(table_run, cli):
+    tmp_path, _, _ = table_run
+    (tmp_path / "run" / "checkpoint.npz").write_text("junk\n")
+    r = cli("evaluate", tmp_path / "run", "--data", tmp_path / "train.csv")
+    assert r.code == 2 and "not an .npz file" in r.stderr
+    assert "allow_pickle" not in r.stderr and "pickle" not in r.stderr
 
 
 def test_a_damaged_checkpoint_says_what_does_not_fit(table_run, cli):

@@ -22,7 +22,7 @@ from trainkit.config import LoadedConfig, load_config
 from trainkit.data.augment import build_augmentations
 from trainkit.data.dataset import Dataset
 from trainkit.data.pipeline import DataState, inputs_for, prepare, targets_for
-from trainkit.errors import ConfigError, DataError
+from trainkit.errors import ConfigError, DataError, npz_reason
 from trainkit.losses import Head, HeadMismatch, head_for
 from trainkit.nn.models import declared_out_features
 from trainkit.optim.optimizers import BatchSizeError, resolve_batch_size
@@ -63,7 +63,7 @@ def load_init(loaded: LoadedConfig, net, path_str: str) -> None:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.keys()}
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
-        raise loaded.error(key, f"cannot read {path_str} as .npz: {e}") from None
+        raise loaded.error(key, f"cannot read {path_str} as .npz: {npz_reason(e)}") from None
     named = {**net.params, **net.buffers}  # buffers (batch-norm statistics) load too, as in torch
     missing = [k for k in named if k not in arrays]
     extra = [k for k in arrays if k not in named]

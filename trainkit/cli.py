@@ -117,6 +117,21 @@ OutOpt = typer.Option(
 ProgressOpt = typer.Option(ProgressMode.auto, "--progress", help="auto: a bar on terminals, plain lines elsewhere.")
 
 
+class _JsonUsageErrors(typer.core.TyperCommand):
+    """Usage errors (a bad option value, a missing argument) as one JSON error document on
+    stdout when --json is given, like every other error; click's usage text otherwise."""
+
+    def parse_args(self, ctx, args):
+        as_json = "--json" in args  # before parsing, which consumes `args`
+        try:
+            return super().parse_args(ctx, args)
+        except Exception as e:  # click's UsageError, which typer vendors under a private name
+            if not as_json or getattr(e, "exit_code", None) != 2 or not hasattr(e, "format_message"):
+                raise
+            _emit_json({"status": "error", "error": {"type": "usage", "message": e.format_message()}})
+            raise typer.Exit(2) from None
+
+
 def _train(config: Path, overrides, seed, output_dir, overwrite, resume, as_json, progress, print_config=False):
     from trainkit import api
     from trainkit.config import dump_yaml
@@ -161,7 +176,7 @@ def _train(config: Path, overrides, seed, output_dir, overwrite, resume, as_json
         raise typer.Exit(EXIT_SIGTERM if "SIGTERM" in result.stop_reason else EXIT_SIGINT)
 
 
-@app.command()
+@app.command(cls=_JsonUsageErrors)
 def train(
     config: Path = typer.Argument(..., help="YAML config file.", show_default=False),
     set_: Optional[list[str]] = SetOpt,
@@ -177,7 +192,7 @@ def train(
     _train(config, set_, seed, output_dir, overwrite, resume, as_json, progress.value, print_config)
 
 
-@app.command()
+@app.command(cls=_JsonUsageErrors)
 def resume(
     run_dir: Path = typer.Argument(..., help="A run directory written by `trainkit train --output-dir`."),
     set_: Optional[list[str]] = SetOpt,
@@ -186,21 +201,6 @@ def resume(
 ) -> None:
     """Continue a stopped run from its last checkpoint (same as train RUN_DIR/config.yaml --resume)."""
     _train(run_dir / "config.yaml", set_, None, run_dir, False, True, as_json, progress.value)
-
-
-class _JsonUsageErrors(typer.core.TyperCommand):
-    """Usage errors (a bad option value, a missing argument) as one JSON error document on
-    stdout when --json is given, like every other error; click's usage text otherwise."""
-
-    def parse_args(self, ctx, args):
-        as_json = "--json" in args  # before parsing, which consumes `args`
-        try:
-            return super().parse_args(ctx, args)
-        except Exception as e:  # click's UsageError, which typer vendors under a private name
-            if not as_json or getattr(e, "exit_code", None) != 2 or not hasattr(e, "format_message"):
-                raise
-            _emit_json({"status": "error", "error": {"type": "usage", "message": e.format_message()}})
-            raise typer.Exit(2) from None
 
 
 @app.command("compare-optimizers", cls=_JsonUsageErrors)
@@ -303,7 +303,7 @@ def _validated_playground(config: Path, loaded, as_json: bool) -> None:
         )
 
 
-@app.command("lr-find")
+@app.command("lr-find", cls=_JsonUsageErrors)
 def lr_find(
     config: Path = typer.Argument(..., help="YAML config file.", show_default=False),
     start_lr: float = typer.Option(1e-7, "--start-lr", help="First rate of the ramp."),
@@ -325,9 +325,9 @@ def lr_find(
     try:
         finder.check_options(start_lr, end_lr, steps, diverge, suggest)
         if plot is not None:
-            from trainkit.report.plots import require_matplotlib
+            from trainkit.report.plots import check_plot_path
 
-            require_matplotlib()
+            check_plot_path(plot)
         result = finder.lr_find(_load(config, set_ or [], seed), start_lr, end_lr, steps, diverge, suggest)
         if plot is not None:
             from trainkit.report.lr_find import plot_lr_find
@@ -350,7 +350,7 @@ def lr_find(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=_JsonUsageErrors)
 def sweep(
     spec: Path = typer.Argument(..., help="A config with a `sweep:` block.", show_default=False),
     jobs: int = typer.Option(
@@ -412,7 +412,7 @@ def sweep(
         raise typer.Exit(EXIT_DIVERGED)
 
 
-@app.command()
+@app.command(cls=_JsonUsageErrors)
 def validate(
     config: Path = typer.Argument(..., help="YAML config file.", show_default=False),
     set_: Optional[list[str]] = SetOpt,
@@ -456,7 +456,7 @@ IgnoreExtraOpt = typer.Option(
 )
 
 
-@app.command()
+@app.command(cls=_JsonUsageErrors)
 def evaluate(
     run_dir: Path = typer.Argument(..., help="A run directory."),
     data: Optional[Path] = typer.Option(None, "--data", help="Evaluate on this file instead of the run's test split."),
@@ -582,7 +582,7 @@ def _plain_console():
     return console
 
 
-@app.command()
+@app.command(cls=_JsonUsageErrors)
 def runs(
     dirs: Optional[list[Path]] = typer.Argument(
         None, metavar="DIR", help="Folders of run dirs (searched recursively). Default: runs/"
@@ -658,7 +658,7 @@ def plot(
     print(f"plot of {len(curves)} run{'s' if len(curves) != 1 else ''} written to {output}", file=sys.stderr)
 
 
-@app.command()
+@app.command(cls=_JsonUsageErrors)
 def diff(
     run_a: Path = typer.Argument(..., help="A run dir."),
     run_b: Path = typer.Argument(..., help="Another run dir."),
@@ -688,7 +688,7 @@ class ExportFormat(str, Enum):
     tensorboard = "tensorboard"
 
 
-@app.command()
+@app.command(cls=_JsonUsageErrors)
 def export(
     run_dirs: list[Path] = typer.Argument(..., metavar="RUN", help="Run dirs, or folders of them."),
     format_: ExportFormat = typer.Option(..., "--format", help="tensorboard: one event file in each run dir."),

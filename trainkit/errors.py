@@ -115,3 +115,10 @@ class DataError(TrainkitError):
 
     def to_dict(self) -> dict:
         return {"type": self.kind, "message": str(self), "file": self.path, "origin": self.origin, "hint": self.hint}
+
+
+def npz_reason(e: Exception) -> str:
+    """Why np.load(..., allow_pickle=False) failed, in the user's terms: numpy calls any file
+    that is neither a zip nor a .npy "pickled data" and advises unpickling it, which trainkit never does."""
+    text = str(e)
+    return "not an .npz file (neither a zip archive nor a .npy array)" if "allow_pickle" in text else text

@@ -7,7 +7,7 @@ errors.py. Every problem in a config is collected and reported together.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
@@ -164,7 +164,22 @@ def apply_override(raw: dict, text: str, smap: SourceMap, label: str | None = No
             "e.g. --set optimizer.lr=0.01 or --set model.hidden=[64,32]",
         )
     path: list[Any] = [int(p) if p.isdigit() else p for p in key.split(".")]
-    value, _ = parse_yaml(value_text if value_text.strip() else "null", label)
+    try:
+        value, _ = parse_yaml(value_text if value_text.strip() else "null", label)
+    except ConfigError as e:  # `--set x=[1:1:3` would read as part of the value: say the column in words
+        raise ConfigError(
+            [
+                replace(
+                    i,
+                    line=None,
+                    column=None,
+                    message=f"{i.message} ({'' if i.line == 1 else f'line {i.line}, '}column {i.column} of the value)",
+                )
+                if i.line is not None
+                else i
+                for i in e.issues
+            ]
+        ) from None
     node = raw
     for i, part in enumerate(path[:-1]):
         nxt = node[part] if _has(node, part) else None

@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from trainkit.data.dataset import Dataset, DatasetConfig, clip, first_nonfinite
-from trainkit.errors import DataError
+from trainkit.errors import DataError, npz_reason
 from trainkit.registry import register
 
 MISSING = {"", "na", "n/a", "nan", "null", "#n/a", "<na>", "?"}  # cells that mean "no value" (lowercased)
@@ -88,7 +88,7 @@ def npz(cfg: NpzConfig, rng=None, resolve=Path, path: str | None = None, need_ta
     except DataError:
         raise
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise DataError(f"cannot read as .npz: {e}", shown) from None
+        raise DataError(f"cannot read as .npz: {npz_reason(e)}", shown) from None
     if X.dtype.kind not in "biuf":
         raise DataError(f"X must be numeric, got dtype {X.dtype}", shown)
     if X.ndim == 1:

@@ -38,7 +38,7 @@ def require_matplotlib() -> None:
 
 def check_plot_path(path: str | Path) -> None:
     """Refuse, before any training, a plot path that could not be written: matplotlib
-    missing, an extension it cannot write, or a folder that does not exist."""
+    missing, an extension it cannot write, a folder that does not exist, or an existing file."""
     _pyplot()
     from matplotlib.backend_bases import FigureCanvasBase
 
@@ -59,6 +59,8 @@ def check_plot_path(path: str | Path) -> None:
         )
     if p.is_dir():
         raise PlotUnavailable(f"--plot {path}: is a folder\n    help: name a file, e.g. {p / 'compare.png'}")
+    if p.exists():  # these commands have no --overwrite: a file the user has is never replaced
+        raise PlotUnavailable(f"--plot {path}: already exists\n    help: choose another file, or delete it first")
 
 
 def plot_comparison(comp, path: str | Path) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from trainkit.backend import to_numpy
-from trainkit.errors import DataError
+from trainkit.errors import DataError, npz_reason
 
 # What a resumed run may change: how long it runs and how it logs. Anything else (model,
 # optimizer, schedule, data, seed, dtype, batch size, ...) would continue a different run.
@@ -97,7 +97,7 @@ def load(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     except FileNotFoundError:
         raise DataError("no checkpoint here", str(path), "train with --output-dir first") from None
     except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is the same user error
-        raise DataError(f"cannot read checkpoint: {e}", str(path)) from None
+        raise DataError(f"cannot read checkpoint: {npz_reason(e)}", str(path)) from None
     return arrays, meta
 
 

@@ -160,6 +160,9 @@ def check_output(run_dir: str | Path, data: str | Path, output: str | Path, over
     if out.exists() and not overwrite:
         raise DataError("already exists", str(output), "pass --overwrite to replace it, or choose another file")
     if not out.parent.is_dir():
+        file = next((p for p in out.parents if p.exists() and not p.is_dir()), None)  # `x.csv/preds.csv`
+        if file is not None:
+            raise DataError(f"{file} is a file, not a folder", str(output), "choose another --output")
         raise DataError(f"the folder {out.parent} does not exist", str(output), "create it first")
 
 
