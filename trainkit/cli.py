@@ -325,9 +325,9 @@ def lr_find(
     try:
         finder.check_options(start_lr, end_lr, steps, diverge, suggest)
         if plot is not None:
-            from trainkit.report.plots import require_matplotlib
+            from trainkit.report.plots import check_plot_path
 
-            require_matplotlib()
+            check_plot_path(plot)  # before the ramp: a bad path must not cost the run
         result = finder.lr_find(_load(config, set_ or [], seed), start_lr, end_lr, steps, diverge, suggest)
         if plot is not None:
             from trainkit.report.lr_find import plot_lr_find
