@@ -94,6 +94,8 @@ BAD_OPTIONS = [
     (["--steps", "2"], r"--steps: the ramp needs at least 3 steps"),
     (["--diverge", "0.5"], r"--diverge: must be above 1"),
     (["--suggest", "valley"], r"--suggest: choose minimum or steepest"),
+    (["--plot", "no/such/folder/lr.png"], r"--plot no/such/folder/lr.png: the folder no/such/folder does not exist"),
+    (["--plot", "lr.txt"], r"--plot lr.txt: extension .txt"),
 ]
 
 

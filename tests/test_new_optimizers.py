@@ -500,3 +500,24 @@ train: {{epochs: 4, batch_size: {"full" if name == "lbfgs" else 20}, dtype: floa
     resumed = train_into(tmp_path / "b", cfg, resume=True)
     for k in straight.params:
         np.testing.assert_allclose(resumed.params[k], straight.params[k], rtol=0, atol=1e-13, err_msg=k)
+
+
+@pytest.mark.parametrize("name", ["schedule_free_sgd", "schedule_free_adamw"])
+def test_schedule_free_resume_mid_epoch_is_bit_identical(tmp_path, name):
+    """Stopped mid-epoch, the checkpoint holds y itself (x → y is not exact in floating point),
+    so the resumed run equals the straight run exactly, as every other optimizer's does."""
+    from test_runs import train_into
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"""
+data: {{name: moons, n_samples: 80, val_fraction: 0.25}}
+model: {{name: mlp, hidden: [16]}}
+optimizer: {{name: {name}, lr: 0.05}}
+train: {{epochs: 4, batch_size: 20}}
+""")
+    straight = train_into(tmp_path / "a", cfg)
+    assert train_into(tmp_path / "b", cfg, stop_after_step=8).status == "interrupted"  # 3 steps an epoch
+    resumed = train_into(tmp_path / "b", cfg, resume=True)
+    assert resumed.history == straight.history
+    for k in straight.params:
+        np.testing.assert_array_equal(resumed.params[k], straight.params[k], err_msg=k)

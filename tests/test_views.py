@@ -185,6 +185,7 @@ BAD = [
     (("runs", "{runs}", "--metric", "val_los"), r"no run here records it\n.*did you mean 'val_loss'"),
     (("runs", "{runs}", "--filter", "status"), r"must be KEY=VALUE"),
     (("runs", "{runs}", "--filter", "stauts=diverged"), r"unknown key 'stauts'\n.*did you mean 'status'"),
+    (("runs", "{runs}", "--filter", "status=diverge"), r"unknown status 'diverge'\n.*did you mean 'diverged'"),
     (("runs", "{runs}", "--sort", "bestt"), r"--sort 'bestt': unknown key\n.*did you mean 'best'"),
     (("plot", "{tmp}/empty"), r"not a run directory"),
     (("plot", "{runs}/done", "--metric", "train_los"), r"did you mean 'train_loss'"),
@@ -206,9 +207,8 @@ def test_bad_input_exits_2_with_a_clear_message(cli, runs_dir, tmp_path, args, e
     r = cli(*args)
     assert r.code == 2 and r.stdout == "" and r.stderr.startswith("error: ") and "Traceback" not in r.stderr
     assert re.search(expect, r.stderr), r.stderr
-    if args[0] != "plot":  # plot writes no JSON
-        r = cli(*args, "--json")
-        assert r.code == 2 and r.stderr == "" and re.search(expect, json.loads(r.stdout)["error"]["message"])
+    r = cli(*args, "--json")
+    assert r.code == 2 and r.stderr == "" and re.search(expect, json.loads(r.stdout)["error"]["message"])
     assert (tmp_path / "exists.png").read_bytes() == b"mine"
 
 
@@ -226,6 +226,16 @@ def test_plot_labels_runs_by_their_config_diff(cli, runs_dir):
     assert views.labels([("a", runs_dir / "done"), ("b", runs_dir / "done")]) == ["a", "b"]
     three = [(n, runs_dir / n) for n in ("done", "diverged", "early")]
     assert views.labels(three) == ["train.epochs=20", "train.epochs=400", "train.epochs=200"]
+
+
+def test_plot_json_is_one_document_of_the_curves(cli, runs_dir, tmp_path):
+    r = cli("plot", runs_dir / "cmp", "--metric", "train_loss,val_loss", "--json")
+    doc = json.loads(r.stdout)
+    assert r.code == 0 and doc["status"] == "ok" and doc["output"] is None
+    rows = jsonl(runs_dir / "cmp" / "adam-lr0.05-seed0")
+    run = doc["runs"][0]
+    assert run["label"] == "optimizer=adam" and run["epoch"] == [row["epoch"] for row in rows]
+    assert run["val_loss"] == [row["val_loss"] for row in rows]
 
 
 def test_plot_writes_an_image_and_refuses_to_overwrite_it(cli, runs_dir, tmp_path):

@@ -327,7 +327,7 @@ def lr_find(
         if plot is not None:
             from trainkit.report.plots import check_plot_path
 
-            check_plot_path(plot)
+            check_plot_path(plot)  # before the ramp: a bad path must not cost the run
         result = finder.lr_find(_load(config, set_ or [], seed), start_lr, end_lr, steps, diverge, suggest)
         if plot is not None:
             from trainkit.report.lr_find import plot_lr_find
@@ -634,6 +634,7 @@ def plot(
     ),
     output: Optional[Path] = typer.Option(None, "--output", help="Write the curves to this image (.png, .svg, .pdf)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output file."),
+    as_json: bool = JsonOpt,
 ) -> None:
     """Curves of one or many runs on shared axes, labelled by what differs between them."""
     from trainkit.errors import TrainkitError
@@ -648,14 +649,22 @@ def plot(
         metrics = [m.strip() for m in metric.split(",") if m.strip()] if metric else None
         curves, metrics = views.curves(run_dirs, metrics)
     except TrainkitError as err:
-        _fail(err, False)
+        _fail(err, as_json)
     from trainkit.report.views import plot_runs, sparkline_table
 
-    if output is None:
+    if output is None and not as_json:
         _plain_console().print(sparkline_table(curves, metrics))
         return
-    plot_runs(curves, metrics, output)
-    print(f"plot of {len(curves)} run{'s' if len(curves) != 1 else ''} written to {output}", file=sys.stderr)
+    if output is not None:
+        plot_runs(curves, metrics, output)
+        print(f"plot of {len(curves)} run{'s' if len(curves) != 1 else ''} written to {output}", file=sys.stderr)
+    if as_json:  # the curves themselves, for scripts
+        runs_doc = [
+            {"label": c["label"], "name": c["name"], "path": c["path"], "epoch": [r.get("epoch") for r in c["rows"]]}
+            | {m: [r.get(m) for r in c["rows"]] for m in metrics}
+            for c in curves
+        ]
+        _emit_json({"status": "ok", "metrics": metrics, "output": output and str(output), "runs": runs_doc})
 
 
 @app.command(cls=_JsonUsageErrors)

@@ -232,7 +232,9 @@ class Trainer:
                 if averaged:
                     self.opt.switch_to_train()
                 failure = self._train_epoch(batches, lr, acc, skip)
-                if averaged:
+                # Stopped mid-epoch, stay at y: the checkpoint must hold y itself, since y rebuilt
+                # from x and z differs in the last bits and the resumed run would not be exact.
+                if averaged and (failure is None or failure[0] != "interrupted"):
                     self.opt.switch_to_eval()
                 if failure:
                     status, reason = failure

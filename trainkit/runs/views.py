@@ -309,6 +309,9 @@ def _fill(row: RunRow, path: Path, metric: str | None) -> None:
 # --------------------------------------------------------------------------- the table
 
 
+STATUSES = ("completed", "early_stopped", "diverged", "interrupted", "running", "damaged")
+
+
 def parse_filters(specs: list[str]) -> dict[str, set[str]]:
     """KEY=VALUE[,VALUE...] each; values (shell-style patterns: name=cmp/*) of one key are
     alternatives, keys must all match."""
@@ -320,7 +323,11 @@ def parse_filters(specs: list[str]) -> dict[str, set[str]]:
             raise ViewError(f"--filter {spec!r}: must be KEY=VALUE\n    help: e.g. --filter status=diverged")
         if key not in FILTER_KEYS:
             raise ViewError(f"--filter {spec!r}: unknown key {key!r}{_did_you_mean(key, FILTER_KEYS)}")
-        out.setdefault(key, set()).update(v.strip() for v in value.split(","))
+        values = {v.strip() for v in value.split(",")}
+        for v in values if key == "status" else ():  # a typo would silently match nothing
+            if v not in STATUSES and not any(c in v for c in "*?["):
+                raise ViewError(f"--filter {spec!r}: unknown status {v!r}{_did_you_mean(v, STATUSES)}")
+        out.setdefault(key, set()).update(values)
     return out
 
 
