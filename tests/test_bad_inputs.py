@@ -54,7 +54,7 @@ def test_bad_input_exits_2_with_a_clear_message(cli, case):
     assert "Traceback" not in r.stderr
     assert r.stderr.startswith("error: ")
     assert re.search(expect, r.stderr), f"expected /{expect}/ in:\n{r.stderr}"
-    named = (case.name, "data/", "--set", *args[:1])  # the file, the data file or the option
+    named = (case.name, "data/", "--set", *args[1:2])  # the file, the data file or the option
     assert any(n in r.stderr for n in named), r.stderr
 
 
