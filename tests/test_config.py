@@ -421,6 +421,19 @@ def test_yaml_numbers_read_as_yaml_1_2():
     assert load_config_text(BASE, "c", ["optimizer.lr=1e-3"]).config.optimizer.lr == 0.001
 
 
+def test_yaml_booleans_read_as_yaml_1_2():
+    """YAML 1.1 turned `no` into False: an npz key or a class named `no` broke ("expected a
+    string, got boolean"). Only true/false are booleans now; boolean keys still take yes/no."""
+    from trainkit.config import parse_yaml
+
+    data, _ = parse_yaml("a: yes\nb: no\nc: on\nd: off\ne: true\nf: False\n", "c")
+    assert data == {"a": "yes", "b": "no", "c": "on", "d": "off", "e": True, "f": False}
+    text = BASE.replace("  name: linear\n  n_samples: 40", "  name: npz\n  path: d.npz\n  y_key: no")
+    assert load_config_text(text, "c").config.data.y_key == "no"
+    assert load_config_text(BASE, "c", ["train.shuffle=no"]).config.train.shuffle is False
+    assert load_config_text(BASE.replace("epochs: 3", "epochs: 3\n  shuffle: off"), "c").config.train.shuffle is False
+
+
 def test_dumped_configs_keep_strings_that_look_like_numbers():
     from trainkit.config import dump_yaml, parse_yaml
 

@@ -42,6 +42,7 @@ class SourceMap:
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 _MERGE = "tag:yaml.org,2002:merge"
 _INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_BOOL = "tag:yaml.org,2002:bool"
 
 # Bounds that keep a hostile or mistaken file cheap: an alias bomb (10 lines that expand to
 # gigabytes), a self-referencing alias, or nesting deep enough to exhaust the stack.
@@ -56,13 +57,18 @@ _FLOAT_RE = (
     r"|^[-+]?[0-9][0-9_]*(?:[eE][-+]?[0-9]+)$"
     r"|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"
 )
+# Booleans as YAML 1.2 reads them: only true/false. YAML 1.1's yes/no/on/off become the
+# strings they look like, so a column or class named `no` stays "no" (a boolean key still
+# takes them: pydantic reads "yes"/"no"/"on"/"off" as booleans).
+_BOOL_RE = r"^(?:true|True|TRUE|false|False|FALSE)$"
 
 
 class _Loader(yaml.SafeLoader):
     """SafeLoader: no tags that build Python objects; nodes walked by hand to keep marks."""
 
     yaml_implicit_resolvers = {
-        ch: [r for r in rs if r[0] not in (_INT, _FLOAT)] for ch, rs in yaml.SafeLoader.yaml_implicit_resolvers.items()
+        ch: [r for r in rs if r[0] not in (_INT, _FLOAT, _BOOL)]
+        for ch, rs in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
 
     def compose_node(self, parent, index):
@@ -79,6 +85,7 @@ class _Loader(yaml.SafeLoader):
 
 _Loader.add_implicit_resolver(_INT, re.compile(_INT_RE), list("-+0123456789"))
 _Loader.add_implicit_resolver(_FLOAT, re.compile(_FLOAT_RE), list("-+.0123456789"))
+_Loader.add_implicit_resolver(_BOOL, re.compile(_BOOL_RE), list("tTfF"))
 
 
 class _Dumper(yaml.SafeDumper):
