@@ -455,7 +455,10 @@ IgnoreExtraOpt = typer.Option(
     False, "--ignore-extra", help="Skip columns the training file did not have (default: exit 2 naming them)."
 )
 ModelOpt = typer.Option(
-    "dense", "--model", metavar="dense|compressed|NAME", help="The trained parameters, or a compressed model of the run."
+    "dense",
+    "--model",
+    metavar="dense|compressed|NAME",
+    help="The trained parameters, or a compressed model of the run.",
 )
 
 

@@ -8,9 +8,9 @@ torch.quantize_per_channel / quantize_per_tensor.
     ŵ     = q · scale
 
 torch's observer divides by (quant_max − quant_min)/2 = 255/2, not by 127: the largest weight
-lands on ±127.5, so +max rounds to 128 and clamps to 127 while −max maps to −128. torch's
-kernel multiplies by the float32 reciprocal of the scale rather than dividing; the tests check
-the integers against torch's on the same weights.
+lands on ±127.5 up to float32 rounding (often ±127.49999, so ±127; −128 is reached only when it
+rounds outward). torch's kernel multiplies by the float32 reciprocal of the scale rather than
+dividing; the tests check the integers against torch's on the same weights.
 """
 
 from __future__ import annotations
