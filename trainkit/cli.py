@@ -537,8 +537,12 @@ def compress(
     from trainkit.compress import command
     from trainkit.errors import TrainkitError
 
+    def on_epoch(row: dict, epochs: int) -> None:
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k.endswith(("loss", "accuracy")))
+        print(f"fine-tune epoch {row['epoch']}/{epochs}: {shown}", file=sys.stderr, flush=True)
+
     try:
-        done = command.compress(run_dir, sparsity, scope, finetune, int8, per_tensor, name, force)
+        done = command.compress(run_dir, sparsity, scope, finetune, int8, per_tensor, name, force, on_epoch)
     except TrainkitError as err:
         _fail(err, as_json)
     if as_json:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from trainkit.backend import to_numpy
 from trainkit.compress import storage
 from trainkit.compress.masks import magnitude_masks, prunable
 from trainkit.compress.quantize import quantize_int8
-from trainkit.errors import ConfigError, DataError
+from trainkit.errors import EXIT_DIVERGED, EXIT_SIGINT, EXIT_SIGTERM, ConfigError, DataError, TrainkitError
 from trainkit.runs import inference
 from trainkit.runs.rundir import LOCK, RunDirError, atomic_write, write_error
 
@@ -115,8 +116,10 @@ def compress(
     per_tensor: bool = False,
     name: str = "compressed",
     force: bool = False,
+    on_epoch=None,
 ) -> Compressed:
-    """Compress a trained run into RUN/model.NAME.npz (refused if it exists, unless `force`)."""
+    """Compress a trained run into RUN/model.NAME.npz (refused if it exists, unless `force`).
+    `on_epoch(row, epochs)` after each fine-tuning epoch."""
     t0 = time.perf_counter()
     check_options(sparsity, scope, finetune, int8, per_tensor, name)
     run_dir = Path(run_dir)
@@ -133,9 +136,7 @@ def compress(
         for k, m in masks.items():
             run.net.params[k][...] *= m
         if finetune:
-            from trainkit.compress.finetune import finetune as tune
-
-            tune(run, masks, sparsity, scope, finetune)
+            _finetune(run, masks, sparsity, scope, finetune, on_epoch)
     stored, shapes = _stored(run.net, weights if int8 else [], per_tensor)
     settings = {
         "sparsity": sparsity,
@@ -157,6 +158,58 @@ def compress(
     rows, total = _table(run.net, stored, shapes, out.stat().st_size)
     timing = {"wall_s": time.perf_counter() - t0}
     return Compressed(str(run_dir), str(out), settings, rows, total, before, after, timing)
+
+
+class FinetuneStopped(TrainkitError):
+    """Fine-tuning did not finish (interrupted or diverged): nothing was written."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.exit_code))
+
+
+def _finetune(run, masks: dict, sparsity: float, scope: str, epochs: int, on_epoch=None) -> None:
+    """Train the one-shot-pruned network `epochs` more epochs with its mask fixed: the run's
+    config (data, optimizer, schedule from its start) with a `prune:` block that computes the
+    mask once, at the first step, from the pruned weights (the one-shot mask, since the pruned
+    weights are the smallest) and freezes it. Nothing is written: the run dir stays as it is."""
+    from trainkit import api
+    from trainkit.config import load_config
+
+    if "prune" not in type(run.loaded.config).model_fields:
+        raise ConfigError.one(
+            "--finetune", "this trainkit cannot fine-tune with a fixed mask yet (no prune: block in configs)"
+        )
+    block = {"scope": scope, "sparsity": sparsity, "start_epoch": 1, "end_epoch": 1}
+    label = f"--finetune {epochs}"
+    overrides = [
+        (f"prune={json.dumps(block)}", label),
+        (f"train.epochs={epochs}", label),
+        ("output.dir=null", label),  # the run's config points at the run dir: write nothing there
+    ]
+    loaded = load_config(run.path / "config.yaml", overrides)
+    built = {}
+
+    def start(exp) -> None:  # the trained, pruned parameters instead of a fresh init
+        for k, v in {**run.net.params, **run.net.buffers}.items():
+            {**exp.net.params, **exp.net.buffers}[k][...] = v
+        built["exp"] = exp
+
+    result = api.train(loaded, on_start=start, on_epoch=on_epoch and (lambda row: on_epoch(row, epochs)))
+    if result.status == "interrupted":
+        code = EXIT_SIGTERM if "SIGTERM" in result.stop_reason else EXIT_SIGINT
+        raise FinetuneStopped(f"fine-tuning interrupted ({result.stop_reason}); nothing was written", code)
+    if result.status == "diverged":
+        raise FinetuneStopped(f"fine-tuning diverged ({result.stop_reason}); nothing was written", EXIT_DIVERGED)
+    exp = built["exp"]
+    for k, v in {**exp.net.params, **exp.net.buffers}.items():
+        {**run.net.params, **run.net.buffers}[k][...] = to_numpy(v)
+    moved = [k for k, m in masks.items() if np.any(to_numpy(run.net.params[k])[~m])]
+    if moved:  # the mask must have stayed the one-shot mask
+        raise RuntimeError(f"fine-tuning changed pruned weights of {', '.join(moved)}")
 
 
 def _metrics(run, splits: dict) -> dict:
