@@ -128,7 +128,7 @@ def compress(
     if out.exists() and not force:
         raise DataError("already exists", str(out), f"pass --force to replace it, or --name another than {name!r}")
     source = checksum(run_dir / "checkpoint.npz")
-    splits = inference.held_out_splits(run)
+    splits = inference.held_out_splits(run, "compress reports metrics before and after on the run's held-out splits")
     before = _metrics(run, splits)
     weights = prunable(run.net)
     if sparsity is not None:

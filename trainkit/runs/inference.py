@@ -108,6 +108,9 @@ def evaluate(run_dir: str | Path, data: str | None = None, ignore_extra: bool = 
     return {"split": split, "n": len(ds), "metrics": metrics_of(run, ds, split)}
 
 
+_EVALUATE_HINT = "evaluate without --data reads the run's test split from its training data; pass --data FILE"
+
+
 def _held_out(run: Run):
     """The run's test split (else its validation split)."""
     dcfg = run.loaded.config.data
@@ -125,14 +128,13 @@ def _splits_of(dcfg) -> bool:
     return any(getattr(dcfg, k, None) for k in ("test_path", "test_fraction", "val_path", "val_fraction"))
 
 
-def held_out_splits(run: Run) -> dict:
+def held_out_splits(run: Run, hint: str = _EVALUATE_HINT) -> dict:
     """{"val": ..., "test": ...}: the splits the run held out (none: {}), split again from the
     training data as training did; refused when the data no longer gives the run's data state
     (classes, columns, fitted scaling): it would be other splits."""
     dcfg = run.loaded.config.data
     if not _splits_of(dcfg):
         return {}
-    hint = "evaluate without --data reads the run's test split from its training data; pass --data FILE"
     try:
         parts, fitted = prepare(run.loaded)
     except DataError as e:
