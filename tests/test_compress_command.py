@@ -200,3 +200,69 @@ def test_human_table_lists_tensors_total_file_and_metrics(cli, run):
     for word in ("layers.0.weight", "total", "file", "val_accuracy", "before", "after", "bitmask int8", "wrote"):
         assert word in r.stdout, word
     assert json.loads(json.dumps(read(run / "model.compressed.npz")[1]))["finetune_epochs"] == 0
+
+
+def test_finetune_keeps_the_one_shot_mask_and_writes_nothing_else(cli, run):
+    files = sorted(p.name for p in run.iterdir())
+    shas = {p.name: _sha(p) for p in run.iterdir() if p.is_file()}
+    oneshot = cli("compress", run, "--sparsity", "0.9", "--name", "oneshot", "--json").json
+    r = cli("compress", run, "--sparsity", "0.9", "--finetune", "4", "--json")
+    assert r.code == 0, r.stderr
+    assert r.stderr.count("fine-tune epoch") == 4  # progress on stderr, the document alone on stdout
+    doc = r.json
+    assert doc["settings"]["finetune_epochs"] == 4
+    params = _params(run)
+    masks = magnitude_masks({k: params[k] for k in WEIGHTS}, 0.9, "global")
+    tensors, _ = read(run / "model.compressed.npz")
+    for k, m in masks.items():
+        assert not tensors[k][~m].any()  # every one-shot-pruned weight is still zero
+        assert not np.array_equal(tensors[k][m], params[k][m].astype(np.float32))  # the kept ones trained on
+    assert doc["total"]["nonzeros"] == oneshot["total"]["nonzeros"]
+    assert doc["metrics"]["after"]["val_loss"] < oneshot["metrics"]["after"]["val_loss"]
+    assert doc["metrics"]["before"] == oneshot["metrics"]["before"]
+    # the run dir: the same files, unchanged, plus the two compressed models
+    assert sorted(p.name for p in run.iterdir()) == sorted([*files, "model.compressed.npz", "model.oneshot.npz"])
+    assert shas == {name: _sha(run / name) for name in shas}
+
+
+def _finetune_process(run, signum):
+    """Start `compress --finetune` in its own process and send `signum` once it is training."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    p = subprocess.Popen(
+        [sys.executable, "-m", "trainkit", "compress", str(run), "--sparsity", "0.9", "--finetune", "5000"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    line = p.stderr.readline()
+    assert line.startswith("fine-tune epoch 1/5000"), line + p.stderr.read()
+    os.kill(p.pid, signum)
+    out, err = p.communicate(timeout=60)
+    return p.returncode, err
+
+
+def test_sigkill_during_finetune_leaves_the_checkpoint_and_no_file_and_a_rerun_succeeds(cli, run):
+    import signal
+
+    before = _sha(run / "checkpoint.npz")
+    code, _ = _finetune_process(run, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    assert _sha(run / "checkpoint.npz") == before
+    assert not [p.name for p in run.iterdir() if "model." in p.name]  # no file, no temp file
+    r = cli("compress", run, "--sparsity", "0.9", "--finetune", "2", "--json")
+    assert r.code == 0 and (run / "model.compressed.npz").exists()
+    assert cli("evaluate", run, "--model", "compressed").code == 0
+
+
+def test_ctrl_c_during_finetune_exits_130_writing_nothing(run):
+    import signal
+
+    code, err = _finetune_process(run, signal.SIGINT)
+    assert code == 130 and "nothing was written" in err and "Traceback" not in err
+    assert not [p.name for p in run.iterdir() if "model." in p.name]
