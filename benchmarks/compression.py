@@ -1,13 +1,16 @@
 """`trainkit compress` on the shipped digits CSV: accuracy and file size of each compression,
-and prediction speed of the compressed model against the dense one.
+gradual pruning during training beside one-shot pruning, and prediction speed of the
+compressed model against the dense one.
 
-A dense MLP (64 → 256 → 128 → 10) is trained with three seeds (val and test splits of 20%
-each); each run is compressed by the CLI (`trainkit compress RUN ... --json`): 90% one-shot
-magnitude pruning without fine-tuning, the same plus fine-tuning (when this trainkit has it),
-int8 per channel, int8 per tensor, 90% + int8. Accuracy changes are test accuracy, in points,
-averaged over the seeds. Sizes are the dense float32 bytes of every parameter and buffer over
-the compressed file's bytes (the .npz container included). When configs/digits_pruned.yaml
-exists (gradual pruning during training), its run is compared with the dense run too.
+Two models, each trained dense with three seeds and compressed by the CLI (`trainkit
+compress RUN ... --json`): 90% one-shot magnitude pruning without fine-tuning, the same plus
+fine-tuning, int8 per channel, int8 per tensor, 90% + int8.
+- cnn: configs/digits_pruned.yaml's CNN (13.8k parameters, a validation split only), dense
+  with `--set prune=null`; that config as it is gives the gradual-pruning row.
+- mlp: 64 → 256 → 128 → 10 (50.8k parameters; validation and test splits of 20%).
+Accuracy changes are in points (test accuracy where the run has a test split, else
+validation), averaged over the seeds. Sizes are the dense float32 bytes of every parameter and
+buffer over the arrays as stored, and over the whole file (the .npz container included).
 
 Speed: `trainkit predict`'s work in one process (open the run, read the CSV, forward,
 probabilities) and the forward alone over all 1,797 digits, dense and compressed alternating.
@@ -32,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "configs" / "data" / "digits.csv"
 GRADUAL = ROOT / "configs" / "digits_pruned.yaml"
 FINETUNE_EPOCHS = 5
-SPEC = f"""
+MLP = f"""
 seed: 0
 data: {{name: csv, path: {DIGITS}, target: label, scale: standardize, val_fraction: 0.2, test_fraction: 0.2}}
 model: {{name: mlp, hidden: [256, 128], activation: relu}}
@@ -60,63 +63,78 @@ def trainkit(*args) -> dict | None:
     return json.loads(p.stdout)
 
 
-def _train(config: Path, out: Path, seed: int) -> dict:
-    return trainkit("train", config, "--seed", seed, "-d", out, "--progress", "none")
+def _train(config: Path, out: Path, seed: int, *sets: str) -> dict:
+    return trainkit("train", config, "--seed", seed, "-d", out, "--progress", "none", *sets)
+
+
+def _accuracy(metrics: dict) -> float:
+    return metrics["test_accuracy"] if "test_accuracy" in metrics else metrics["val_accuracy"]
+
+
+def _model(config: Path, dense_sets: list[str], tmp: Path, seeds: int, notes: list[str]) -> dict:
+    """Train `config` dense with each seed and compress it every way in VARIANTS."""
+    per: dict[str, list[dict]] = {k: [] for k in VARIANTS}
+    dense = []
+    for seed in range(seeds):
+        run = tmp / f"{config.stem}-{seed}"
+        dense.append(_accuracy(_train(config, run, seed, *dense_sets)["metrics"]))
+        for i, (label, args) in enumerate(VARIANTS.items()):
+            doc = trainkit("compress", run, *args, "--name", f"v{i}")
+            if doc is None:
+                if seed == 0:
+                    notes.append(f"{label}: skipped, this trainkit has no `compress {' '.join(args)}`")
+                continue
+            t, m = doc["total"], doc["metrics"]
+            per[label].append(
+                {
+                    "points": 100 * (_accuracy(m["after"]) - _accuracy(m["before"])),
+                    "stored_ratio": t["ratio"],
+                    "file_ratio": t["file_ratio"],
+                    "file_bytes": t["file_bytes"],
+                    "dense_bytes": t["bytes_dense_float32"],
+                    "sparsity": t["sparsity"],
+                }
+            )
+    split = "test" if "test_accuracy" in m["before"] else "val"
+    mean = lambda rows, k: statistics.mean(r[k] for r in rows)  # noqa: E731
+    variants = {label: {k: mean(rows, k) for k in rows[0]} | {"seeds": rows} for label, rows in per.items() if rows}
+    return {"split": split, "dense_accuracy": statistics.mean(dense), "dense_seeds": dense, "variants": variants}
 
 
 def bench_compression(seeds: int = 3, rounds: int = 5) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="trainkit-bench-compress-"))
+    notes: list[str] = []
     try:
         spec = tmp / "digits_mlp.yaml"
-        spec.write_text(SPEC)
-        per: dict[str, list[dict]] = {k: [] for k in VARIANTS}
-        dense, gradual, notes = [], [], []
-        for seed in range(seeds):
-            run = tmp / f"dense-{seed}"
-            dense.append(_train(spec, run, seed)["metrics"])
-            for i, (label, args) in enumerate(VARIANTS.items()):
-                doc = trainkit("compress", run, *args, "--name", f"v{i}")
-                if doc is None:
-                    if seed == 0:
-                        notes.append(f"{label}: skipped, this trainkit has no `compress {' '.join(args)}`")
-                    continue
-                t, m = doc["total"], doc["metrics"]
-                per[label].append(
-                    {
-                        "test_points": 100 * (m["after"]["test_accuracy"] - m["before"]["test_accuracy"]),
-                        "val_points": 100 * (m["after"]["val_accuracy"] - m["before"]["val_accuracy"]),
-                        "test_accuracy": m["after"]["test_accuracy"],
-                        "stored_ratio": t["ratio"],
-                        "file_ratio": t["file_ratio"],
-                        "file_bytes": t["file_bytes"],
-                        "dense_bytes": t["bytes_dense_float32"],
-                        "sparsity": t["sparsity"],
-                    }
-                )
-            if GRADUAL.exists():
+        spec.write_text(MLP)
+        models = {"mlp": _model(spec, [], tmp, seeds, notes)}
+        gradual = []
+        if GRADUAL.exists():
+            models["cnn"] = _model(GRADUAL, ["--set", "prune=null"], tmp, seeds, [])
+            for seed in range(seeds):
                 g = _train(GRADUAL, tmp / f"gradual-{seed}", seed)["metrics"]
-                gradual.append(100 * (g["test_accuracy"] - dense[-1]["test_accuracy"]))
-        if not GRADUAL.exists():
-            notes.append(f"{GRADUAL.relative_to(ROOT)} not found: the gradual-pruning row is skipped")
-        speed = _speed(tmp / "dense-0", "v2", rounds)  # int8 per channel
+                gradual.append(100 * (_accuracy(g) - models["cnn"]["dense_seeds"][seed]))
+        else:
+            notes.append(f"{GRADUAL.relative_to(ROOT)} not found: the CNN and gradual-pruning rows are skipped")
+        speed = _speed(tmp / f"{spec.stem}-0", "v2", rounds)  # int8 per channel
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    mean = lambda rows, k: statistics.mean(r[k] for r in rows)  # noqa: E731
-    variants = {label: {k: mean(rows, k) for k in rows[0]} | {"seeds": rows} for label, rows in per.items() if rows}
     out = {
         "seeds": seeds,
-        "dense_test_accuracy": statistics.mean(d["test_accuracy"] for d in dense),
-        "variants": variants,
+        "models": models,
         "gradual_points": statistics.mean(gradual) if gradual else None,
         "gradual_seeds": gradual,
         "speed": speed,
         "notes": notes,
     }
-    for label, v in variants.items():
-        print(
-            f"  compress {label}: test {v['test_points']:+.2f} points, file {v['file_ratio']:.1f}× smaller",
-            flush=True,
-        )
+    for name, m in models.items():
+        for label, v in m["variants"].items():
+            print(
+                f"  compress {name} {label}: {m['split']} {v['points']:+.2f} points, file {v['file_ratio']:.1f}× smaller",
+                flush=True,
+            )
+    if gradual:
+        print(f"  gradual pruning cnn to 90%: val {out['gradual_points']:+.2f} points", flush=True)
     print(
         f"  predict on digits: dense {speed['dense']['predict_ms']['median']:.1f} ms, "
         f"compressed {speed['compressed']['predict_ms']['median']:.1f} ms",
@@ -169,23 +187,25 @@ def compression_rows(res: dict) -> list[tuple]:
     c = res.get("compression")
     if not c:
         return []
-    v = c["variants"]
-    get = lambda label, k: v[label][k] if label in v else None  # noqa: E731
-    lost = get("int8 per channel", "test_points")
-    rows = [
-        ("digits int8 per channel, test accuracy lost (points)", None if lost is None else 0.0 - lost,
-         TARGETS["int8_points"], "<="),
-        ("digits int8 per channel, dense float32 / file bytes", get("int8 per channel", "file_ratio"),
-         TARGETS["int8_ratio"], ">="),
-        ("digits 90% one-shot, dense float32 / file bytes", get("90% one-shot", "file_ratio"),
-         TARGETS["sparse90_ratio"], ">="),
-        ("digits 90% + int8, dense float32 / file bytes", get("90% one-shot + int8 per channel", "file_ratio"),
-         TARGETS["sparse90_int8_ratio"], ">="),
-    ]  # fmt: skip
-    gradual = c.get("gradual_points")
+    rows = []
+    for name, m in c["models"].items():
+        v, split = m["variants"], m["split"]
+        get = lambda label, k, v=v: v[label][k] if label in v else None  # noqa: E731
+        lost = get("int8 per channel", "points")
+        rows += [
+            (f"digits {name} int8 per channel, {split} accuracy lost (points)", None if lost is None else 0.0 - lost,
+             TARGETS["int8_points"], "<="),
+            (f"digits {name} int8 per channel, dense float32 / file bytes", get("int8 per channel", "file_ratio"),
+             TARGETS["int8_ratio"], ">="),
+            (f"digits {name} 90% one-shot, dense float32 / file bytes", get("90% one-shot", "file_ratio"),
+             TARGETS["sparse90_ratio"], ">="),
+            (f"digits {name} 90% + int8, dense float32 / file bytes",
+             get("90% one-shot + int8 per channel", "file_ratio"), TARGETS["sparse90_int8_ratio"], ">="),
+        ]  # fmt: skip
+    g = c.get("gradual_points")
     rows.append(
-        ("digits gradual pruning to 90%, test accuracy lost (points)", None if gradual is None else 0.0 - gradual,
-         TARGETS["gradual"], "<=")
+        ("digits cnn gradual pruning to 90% (configs/digits_pruned.yaml), val accuracy lost (points)",
+         None if g is None else 0.0 - g, TARGETS["gradual"], "<=")
     )  # fmt: skip
     return rows
 
@@ -195,32 +215,35 @@ def compression_markdown(res: dict) -> list[str]:
     if not c:
         return []
     lines = [
-        "## compression: `trainkit compress` on digits, MLP 64 → 256 → 128 → 10",
+        "## compression: `trainkit compress` on digits",
         "",
-        f"Dense test accuracy {100 * c['dense_test_accuracy']:.2f}% (mean of {c['seeds']} seeds; 359 test digits). "
-        "Points are the change in test accuracy, mean over the seeds (min–max); sizes are the dense float32 "
-        "bytes over the arrays as stored and over the whole .npz file.",
+        "cnn: configs/digits_pruned.yaml's CNN trained dense (`--set prune=null`), validation accuracy; mlp: "
+        f"64 → 256 → 128 → 10, test accuracy. Mean of {c['seeds']} seeds (min–max). Sizes: dense float32 bytes "
+        "over the arrays as stored, and over the whole .npz file.",
         "",
-        "| compression | test accuracy change (points) | min–max | sparsity | stored ratio | file ratio | file bytes |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| model | compression | accuracy change (points) | min–max | sparsity | stored ratio | file ratio | file bytes |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for label, v in c["variants"].items():
-        pts = [s["test_points"] for s in v["seeds"]]
-        lines.append(
-            f"| {label} | {v['test_points']:+.2f} | {min(pts):+.2f}–{max(pts):+.2f} | {v['sparsity']:.1%} | "
-            f"{v['stored_ratio']:.1f}× | {v['file_ratio']:.1f}× | {v['file_bytes']:,.0f} |"
-        )
-    if c.get("gradual_points") is not None:
-        g = c["gradual_seeds"]
-        lines.append(
-            f"| gradual pruning to 90% during training (configs/digits_pruned.yaml) | {c['gradual_points']:+.2f} | "
-            f"{min(g):+.2f}–{max(g):+.2f} | | | | |"
-        )
+    for name, m in c["models"].items():
+        lines.append(f"| {name} | dense ({100 * m['dense_accuracy']:.2f}% {m['split']} accuracy) | | | | | | |")
+        for label, v in m["variants"].items():
+            pts = [s["points"] for s in v["seeds"]]
+            lines.append(
+                f"| {name} | {label} | {v['points']:+.2f} | {min(pts):+.2f}–{max(pts):+.2f} | {v['sparsity']:.1%} | "
+                f"{v['stored_ratio']:.1f}× | {v['file_ratio']:.1f}× | {v['file_bytes']:,.0f} |"
+            )
+        if name == "cnn" and c.get("gradual_points") is not None:
+            g = c["gradual_seeds"]
+            lines.append(
+                f"| cnn | gradual pruning to 90% during training | {c['gradual_points']:+.2f} | "
+                f"{min(g):+.2f}–{max(g):+.2f} | | | | |"
+            )
     s = c["speed"]
     lines += [
         "",
-        "Prediction speed, all 1,797 digits (median ms, min–max): the compressed file is decoded to dense float "
-        "arrays when it is opened, so the forward pass is the same computation; only opening the file differs.",
+        "Prediction speed of the mlp, all 1,797 digits (median ms, min–max): the compressed file is decoded to "
+        "dense float arrays when it is opened, so the forward pass is the same computation; only opening the "
+        "file differs.",
         "",
         "| model | predict (open, read CSV, forward) | forward only |",
         "| --- | --- | --- |",
