@@ -174,6 +174,7 @@ def test_damaged_compressed_file_is_a_clear_error(cli, run):
         ([], "nothing to do"),
         (["--int8", "--name", "a/b"], "--name: 'a/b' is not a model name"),
         (["--int8", "--name", "dense"], "--name"),
+        (["--quantize", "int4"], "--quantize: unknown quantization 'int4'"),
     ],
 )
 def test_bad_options_exit_2_before_any_work(cli, run, args, expect):
@@ -266,3 +267,12 @@ def test_ctrl_c_during_finetune_exits_130_writing_nothing(run):
     code, err = _finetune_process(run, signal.SIGINT)
     assert code == 130 and "nothing was written" in err and "Traceback" not in err
     assert not [p.name for p in run.iterdir() if "model." in p.name]
+
+
+def test_design_md_spellings_of_the_options(cli, run):
+    """DESIGN.md writes `compress RUN --sparsity S --fine-tune-epochs N --quantize int8`."""
+    r = cli("compress", run, "--sparsity", "0.5", "--fine-tune-epochs", "1", "--quantize", "int8", "--json")
+    assert r.code == 0, r.stderr
+    assert r.json["settings"] == {
+        "sparsity": 0.5, "scope": "global", "finetune_epochs": 1, "int8": "per_channel", "name": "compressed"
+    }  # fmt: skip

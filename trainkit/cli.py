@@ -526,8 +526,11 @@ def compress(
         None, "--sparsity", help="Prune this fraction of the linear/conv weights by magnitude, in [0, 1)."
     ),
     scope: str = typer.Option("global", "--scope", help="global: one threshold over all weights; layer: per tensor."),
-    finetune: int = typer.Option(0, "--finetune", metavar="N", help="Fine-tune N epochs with the mask fixed."),
+    finetune: int = typer.Option(
+        0, "--finetune", "--fine-tune-epochs", metavar="N", help="Fine-tune N epochs with the mask fixed."
+    ),
     int8: bool = typer.Option(False, "--int8", help="Quantize the weights to int8 (symmetric, per output channel)."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", metavar="int8", help="The same as --int8."),
     per_tensor: bool = typer.Option(False, "--per-tensor", help="With --int8: one scale per tensor."),
     name: str = typer.Option("compressed", "--name", help="Write RUN/model.NAME.npz."),
     force: bool = typer.Option(False, "--force", help="Replace an existing compressed model of that name."),
@@ -535,13 +538,17 @@ def compress(
 ) -> None:
     """Prune and/or int8-quantize a trained run into a small model file; metrics before and after."""
     from trainkit.compress import command
-    from trainkit.errors import TrainkitError
+    from trainkit.errors import ConfigError, TrainkitError
 
     def on_epoch(row: dict, epochs: int) -> None:
         shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k.endswith(("loss", "accuracy")))
         print(f"fine-tune epoch {row['epoch']}/{epochs}: {shown}", file=sys.stderr, flush=True)
 
     try:
+        if quantize is not None:  # DESIGN.md's spelling of --int8
+            if quantize != "int8":
+                raise ConfigError.one("--quantize", f"unknown quantization {quantize!r}", "--quantize int8 (or --int8)")
+            int8 = True
         done = command.compress(run_dir, sparsity, scope, finetune, int8, per_tensor, name, force, on_epoch)
     except TrainkitError as err:
         _fail(err, as_json)
