@@ -19,6 +19,9 @@ compare with an undistilled run's.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 from pydantic import Field
 
@@ -160,12 +163,16 @@ def attach(exp) -> None:
     loaded, tr, state = exp.loaded, exp.trainer, exp.state
     cfg = loaded.config.distill
     key = ("distill", "teacher")
-    path = loaded.resolve_path(cfg.teacher)
+    path = Path(os.path.normpath(loaded.resolve_path(cfg.teacher)))
+    first = f"train the teacher first (trainkit train TEACHER.yaml --output-dir {path}); the path is relative to the config file"
+    if not path.is_dir():
+        raise loaded.error(key, f"teacher run directory not found: {path}", first)
     try:
         teacher = open_run(path)
     except DataError as e:
-        hint = e.hint or "train the teacher first: trainkit train TEACHER.yaml --output-dir DIR"
-        raise loaded.error(key, f"teacher {cfg.teacher}: {e.message}", hint) from None
+        raise loaded.error(
+            key, f"teacher {path}: {e.message}", first if "checkpoint" in e.message else e.hint
+        ) from None
     except Exception as e:  # noqa: BLE001 - the teacher's own config no longer loads, etc.
         raise loaded.error(key, f"teacher {cfg.teacher} cannot be opened: {e}") from None
     ts = teacher.state

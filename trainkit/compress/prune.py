@@ -11,6 +11,8 @@ window, at its first and at its last step, then frozen. With start_epoch == end_
 masks are computed once, at that epoch's first step, with s_f (a one-shot mask for
 fine-tuning). Pruned weights stay exactly zero: the masks multiply the gradients before each
 optimizer step, the parameters after it, and the optimizer's state at the pruned positions.
+With early stopping, the best epoch is chosen among the epochs from end_epoch on: an earlier
+epoch's parameters are not yet at the target sparsity.
 """
 
 from __future__ import annotations
@@ -130,8 +132,10 @@ class Pruner:
 
     name = "prune"
 
-    def __init__(self, cfg: PruneConfig, net, opt, names: list[str], steps_per_epoch: int, info: dict | None = None):
-        self.cfg, self.net, self.opt, self.names = cfg, net, opt, names
+    def __init__(
+        self, cfg: PruneConfig, net, opt, names: list[str], steps_per_epoch: int, info: dict | None = None, early=None
+    ):
+        self.cfg, self.net, self.opt, self.names, self.early = cfg, net, opt, names, early
         self.begin = (cfg.start_epoch - 1) * steps_per_epoch
         self.end = cfg.end_epoch * steps_per_epoch - 1
         self.step = 0  # optimizer steps taken in this run
@@ -172,6 +176,10 @@ class Pruner:
 
     def end_epoch(self, row: dict) -> None:
         row["sparsity"] = self._record()
+        if self.early is not None and row["epoch"] <= self.cfg.end_epoch:
+            # forget the epochs before the masks froze: this one is the first candidate for best
+            e = self.early
+            e.best, e.best_epoch, e.best_params, e.wait = float("inf"), None, None, 0
 
     def _record(self) -> float:
         """Total sparsity over the pruned tensors; per-tensor sparsity into the run's info."""
@@ -208,4 +216,4 @@ def attach(exp) -> None:
     bs = loaded.config.train.batch_size
     bs = n if bs in (None, "full") else min(int(bs), n)
     steps = -(-n // bs)  # as the trainer's batches: ceil(n / batch size)
-    tr.hooks.append(Pruner(loaded.config.prune, exp.net, tr.opt, names, steps, exp.info))
+    tr.hooks.append(Pruner(loaded.config.prune, exp.net, tr.opt, names, steps, exp.info, tr.early))
