@@ -52,12 +52,9 @@ VARIANTS = {
 TARGETS = {"int8_points": 0.2, "int8_ratio": 3.7, "sparse90_ratio": 6.0, "sparse90_int8_ratio": 12.0, "gradual": 0.5}
 
 
-def trainkit(*args) -> dict | None:
-    """The --json document of a trainkit command; None when it exits 2 (an option this
-    trainkit does not have)."""
+def trainkit(*args) -> dict:
+    """The --json document of a trainkit command."""
     p = subprocess.run([sys.executable, "-m", "trainkit", *map(str, args), "--json"], cwd=ROOT, capture_output=True)
-    if p.returncode == 2:
-        return None
     if p.returncode != 0:
         raise RuntimeError(f"trainkit {' '.join(map(str, args))} failed:\n{p.stderr.decode()[-2000:]}")
     return json.loads(p.stdout)
@@ -71,7 +68,7 @@ def _accuracy(metrics: dict) -> float:
     return metrics["test_accuracy"] if "test_accuracy" in metrics else metrics["val_accuracy"]
 
 
-def _model(config: Path, dense_sets: list[str], tmp: Path, seeds: int, notes: list[str]) -> dict:
+def _model(config: Path, dense_sets: list[str], tmp: Path, seeds: int) -> dict:
     """Train `config` dense with each seed and compress it every way in VARIANTS."""
     per: dict[str, list[dict]] = {k: [] for k in VARIANTS}
     dense = []
@@ -80,10 +77,6 @@ def _model(config: Path, dense_sets: list[str], tmp: Path, seeds: int, notes: li
         dense.append(_accuracy(_train(config, run, seed, *dense_sets)["metrics"]))
         for i, (label, args) in enumerate(VARIANTS.items()):
             doc = trainkit("compress", run, *args, "--name", f"v{i}")
-            if doc is None:
-                if seed == 0:
-                    notes.append(f"{label}: skipped, this trainkit has no `compress {' '.join(args)}`")
-                continue
             t, m = doc["total"], doc["metrics"]
             per[label].append(
                 {
@@ -107,10 +100,10 @@ def bench_compression(seeds: int = 3, rounds: int = 5) -> dict:
     try:
         spec = tmp / "digits_mlp.yaml"
         spec.write_text(MLP)
-        models = {"mlp": _model(spec, [], tmp, seeds, notes)}
+        models = {"mlp": _model(spec, [], tmp, seeds)}
         gradual = []
         if GRADUAL.exists():
-            models["cnn"] = _model(GRADUAL, ["--set", "prune=null"], tmp, seeds, [])
+            models["cnn"] = _model(GRADUAL, ["--set", "prune=null"], tmp, seeds)
             for seed in range(seeds):
                 g = _train(GRADUAL, tmp / f"gradual-{seed}", seed)["metrics"]
                 gradual.append(100 * (_accuracy(g) - models["cnn"]["dense_seeds"][seed]))

@@ -179,10 +179,6 @@ def _finetune(run, masks: dict, sparsity: float, scope: str, epochs: int, on_epo
     from trainkit import api
     from trainkit.config import load_config
 
-    if "prune" not in type(run.loaded.config).model_fields:
-        raise ConfigError.one(
-            "--finetune", "this trainkit cannot fine-tune with a fixed mask yet (no prune: block in configs)"
-        )
     block = {"scope": scope, "sparsity": sparsity, "start_epoch": 1, "end_epoch": 1}
     label = f"--finetune {epochs}"
     overrides = [
