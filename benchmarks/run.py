@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.compression import bench_compression, compression_markdown, compression_rows
 from benchmarks.sweep_jobs import bench_sweep_jobs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -352,6 +353,7 @@ def summarize(res: dict) -> list[dict]:
             "<=",
         ),
         *lenet_rows(res),
+        *compression_rows(res),
     ]
     out = []
     for name, value, target, op in rows:
@@ -462,6 +464,7 @@ def markdown(res: dict, summary: list[dict]) -> str:
         "",
     ]
     lines += lenet_markdown(res)
+    lines += compression_markdown(res)
     prof = res.get("profile")
     if prof:
         total = sum(prof["parts_s"].values())
@@ -533,6 +536,7 @@ def main() -> None:
     res["lenet"] = bench_lenet(1 if args.quick else 3, epochs, notes)
     res["sweep_jobs"] = bench_sweep_jobs(1 if args.quick else 3)
     res["profile"] = worker("profile", "128")
+    res["compression"] = bench_compression(1 if args.quick else 3, 3 if args.quick else 7)
     res["notes"] = notes
     summary = summarize(res)
     res["summary"] = summary

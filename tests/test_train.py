@@ -88,7 +88,18 @@ EXPECTATIONS = {
     "compare_new_mlp.yaml": lambda r: r.metrics["val_accuracy"] >= 0.95,
     "overfit_regularized.yaml": lambda r: r.status == "early_stopped" and r.metrics["val_loss"] < 0.4,
     "sweep_moons.yaml": lambda r: r.metrics["val_accuracy"] >= 0.92,
+    "digits_pruned.yaml": lambda r: r.metrics["val_accuracy"] >= 0.98 and r.history[-1]["sparsity"] > 0.899,
+    "digits_distilled.yaml": lambda r: r.metrics["val_accuracy"] >= 0.92,  # from a 3-epoch teacher (SETUP)
 }
+
+
+def teacher_for_distillation(tmp_path) -> list[str]:
+    """digits_distilled.yaml learns from a trained digits_cnn.yaml run: a short one here."""
+    trainkit.train(CONFIGS / "digits_cnn.yaml", overrides=["train.epochs=3"], output_dir=tmp_path / "teacher")
+    return [f"distill.teacher={tmp_path / 'teacher'}"]
+
+
+SETUP = {"digits_distilled.yaml": teacher_for_distillation}  # what a config needs first: its overrides
 
 
 PLAYGROUNDS = {"rosenbrock.yaml", "saddle.yaml"}  # no data: run by compare-optimizers (test_compare.py)
@@ -102,8 +113,8 @@ def test_every_config_is_covered():
 @pytest.mark.parametrize(
     "path", sorted(p for p in CONFIGS.glob("*.yaml") if p.name not in PLAYGROUNDS), ids=lambda p: p.name
 )
-def test_every_example_config_trains_to_its_goal(path):
-    result = trainkit.train(path)
+def test_every_example_config_trains_to_its_goal(path, tmp_path):
+    result = trainkit.train(path, overrides=SETUP[path.name](tmp_path) if path.name in SETUP else ())
     assert result.status in ("completed", "early_stopped")
     assert EXPECTATIONS[path.name](result), result.metrics
 

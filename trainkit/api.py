@@ -156,7 +156,14 @@ def build(loaded: LoadedConfig) -> Experiment:
         "data": train_ds.source,
         "threads": threads,
     }
-    return Experiment(loaded, trainer, net, data, arrays, state, info, head, threads)
+    exp = Experiment(loaded, trainer, net, data, arrays, state, info, head, threads)
+    if cfg.prune is not None or cfg.distill is not None:  # trainer hooks: compress/prune.py, compress/distill.py
+        from trainkit.compress import distill, prune
+
+        for block, module in ((cfg.prune, prune), (cfg.distill, distill)):
+            if block is not None:
+                module.attach(exp)
+    return exp
 
 
 def model_for(loaded: LoadedConfig, state: DataState, out_features: int):

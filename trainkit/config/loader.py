@@ -92,6 +92,8 @@ class CompareConfig(Strict):
 @functools.cache
 def run_config_model() -> type[BaseModel]:
     """The schema of a whole run, built once the registry is loaded."""
+    from trainkit.compress.distill import DistillConfig
+    from trainkit.compress.prune import PruneConfig
     from trainkit.sweep.spec import SweepSpec
 
     registry.load_all()
@@ -112,6 +114,8 @@ def run_config_model() -> type[BaseModel]:
         output=(OutputConfig, OutputConfig()),
         compare=(Optional[CompareConfig], None),
         sweep=(Optional[SweepSpec], Field(None, description="what `trainkit sweep` runs; train ignores it")),
+        prune=(Optional[PruneConfig], Field(None, description="magnitude pruning during training")),
+        distill=(Optional[DistillConfig], Field(None, description="knowledge distillation from a teacher run")),
     )
 
 
@@ -326,10 +330,11 @@ def validate(raw: dict, smap: SourceMap, base_dir: Path, model: type[BaseModel] 
 
 def cross_field_issues(loaded: LoadedConfig) -> list[Issue]:
     """Rules that involve more than one block (those within a block live in its schema)."""
+    from trainkit.compress import prune
     from trainkit.optim.optimizers import BatchSizeError, resolve_batch_size
 
     cfg = loaded.config
-    issues = []
+    issues = prune.config_issues(loaded)
     try:
         resolve_batch_size(cfg.optimizer, cfg.train.batch_size)
     except BatchSizeError as e:

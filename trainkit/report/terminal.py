@@ -182,7 +182,24 @@ def render_result(result, console: Console) -> None:
         console.print(f"metrics and parameters of epoch {result.params_epoch}, the best (early_stopping.restore_best)")
     if result.metrics:
         console.print(metrics_table(result.metrics))
+    if result.info.get("sparsity"):
+        console.print(sparsity_table(result.info["sparsity"], result.params))
     console.print(params_table(result.params))
+
+
+def sparsity_table(sparsity: dict[str, float], params: dict[str, np.ndarray]) -> Table:
+    """Pruned tensors (prune: block): weights, nonzeros, sparsity; the total last."""
+    table = Table(title="sparsity", title_justify="left")
+    for col in ("name", "weights", "nonzero", "sparsity"):
+        table.add_column(col, justify="left" if col == "name" else "right")
+    total = nonzero = 0
+    for name, s in sparsity.items():
+        n = params[name].size if name in params else 0
+        nz = int(np.count_nonzero(params[name])) if name in params else 0
+        total, nonzero = total + n, nonzero + nz
+        table.add_row(name, str(n), str(nz), f"{s:.2%}")
+    table.add_row("total", str(total), str(nonzero), f"{1 - nonzero / total:.2%}" if total else "")
+    return table
 
 
 SPARKS = "▁▂▃▄▅▆▇█"

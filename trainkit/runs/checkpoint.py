@@ -4,7 +4,7 @@ Arrays: `param/<name>` and `buffer/<name>` (by torch state_dict name; buffers ar
 statistics): the parameters the run ended with (the
 best epoch's, when early stopping restored them); `resume/flat`: the last epoch's
 parameters, which the optimizer state belongs to, when they differ; `optim/<state>`,
-`early/best_params`.
+`early/best_params`, `prune/mask/<name>` (pruning masks: trainer hooks' arrays).
 `meta` (a JSON string): epoch, optimizer scalars, schedule and early-stopping state, the
 RNG states (shuffle, dropout, augmentation), a partial epoch if the run stopped mid-epoch,
 the history so far, the run's config (checked on resume) and, once the run ended, its
@@ -65,6 +65,12 @@ def checkpoint_bytes(exp, extra_meta: dict | None = None) -> bytes:
             arrays[f"optim/{k}"] = to_numpy(v)
         else:
             meta["optimizer"][k] = v
+    for h in tr.hooks:  # pruning masks and step count: `<hook>/<key>` arrays, other values in meta
+        for k, v in h.state_dict().items():
+            if isinstance(v, np.ndarray):
+                arrays[f"{h.name}/{k}"] = v
+            else:
+                meta.setdefault(h.name, {})[k] = v
     drop = _dropout_rngs(exp.net)
     if drop:  # all dropout layers share the run's dropout stream
         meta["rng"]["dropout"] = drop[0].bit_generator.state
@@ -189,6 +195,10 @@ def _restore(exp, arrays: dict, meta: dict) -> None:
     opt_state.update({k[len("optim/") :]: v for k, v in arrays.items() if k.startswith("optim/")})
     tr.opt.load_state_dict(opt_state)
     tr.schedule.load_state_dict(meta["schedule"])
+    for h in tr.hooks:
+        hook_state = dict(meta.get(h.name, {}))
+        hook_state.update({k[len(h.name) + 1 :]: v for k, v in arrays.items() if k.startswith(h.name + "/")})
+        h.load_state_dict(hook_state)
     if tr.early and meta["early_stopping"]:
         tr.early.load_state_dict(meta["early_stopping"])
         if "early/best_params" in arrays:

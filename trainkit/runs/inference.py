@@ -84,31 +84,57 @@ def _out_features(meta: dict, state: DataState) -> int:
     return len(state.target_factor or [0])
 
 
-def evaluate(run_dir: str | Path, data: str | None = None, ignore_extra: bool = False) -> dict:
-    """Metrics of the run's final parameters on `data` (a file), else its test split
-    (else its validation split). Returns {"split", "metrics", "n"}."""
+def open_model(run_dir: str | Path, model: str = "dense") -> Run:
+    """The run with its trained parameters (`dense`), or with the compressed model of that
+    name decoded into it (`trainkit compress`: RUN/model.NAME.npz)."""
     run = open_run(run_dir)
+    if model != "dense":
+        from trainkit.compress.command import load_compressed
+
+        load_compressed(run, model)
+    return run
+
+
+def evaluate(run_dir: str | Path, data: str | None = None, ignore_extra: bool = False, model: str = "dense") -> dict:
+    """Metrics of the run's final parameters (or its compressed model `model`) on `data` (a
+    file), else its test split (else its validation split). Returns {"split", "metrics", "n"}."""
+    run = open_model(run_dir, model)
     if data is not None:
         ds = _read_like_training(run, data, need_target=True, ignore_extra=ignore_extra)
         ds.y = run.state.labels(ds)
         split = "test"
     else:
         ds, split = _held_out(run)
-    return {"split": split, "n": len(ds), "metrics": _metrics(run, ds, split)}
+    return {"split": split, "n": len(ds), "metrics": metrics_of(run, ds, split)}
+
+
+_EVALUATE_HINT = "evaluate without --data reads the run's test split from its training data; pass --data FILE"
 
 
 def _held_out(run: Run):
-    """The run's test split (else its validation split), split again from the training data
-    as training did; refused when the data no longer gives the run's data state (classes,
-    columns, fitted scaling): it would be another split."""
+    """The run's test split (else its validation split)."""
     dcfg = run.loaded.config.data
-    if not any(getattr(dcfg, k, None) for k in ("test_path", "test_fraction", "val_path", "val_fraction")):
+    if not _splits_of(dcfg):
         raise DataError(
             "the run has no test or validation split",
             str(run.path),
             "pass --data FILE, or train with data.test_fraction above 0",
         )
-    hint = "evaluate without --data reads the run's test split from its training data; pass --data FILE"
+    parts = held_out_splits(run)
+    return (parts["test"], "test") if "test" in parts else (parts["val"], "val")
+
+
+def _splits_of(dcfg) -> bool:
+    return any(getattr(dcfg, k, None) for k in ("test_path", "test_fraction", "val_path", "val_fraction"))
+
+
+def held_out_splits(run: Run, hint: str = _EVALUATE_HINT) -> dict:
+    """{"val": ..., "test": ...}: the splits the run held out (none: {}), split again from the
+    training data as training did; refused when the data no longer gives the run's data state
+    (classes, columns, fitted scaling): it would be other splits."""
+    dcfg = run.loaded.config.data
+    if not _splits_of(dcfg):
+        return {}
     try:
         parts, fitted = prepare(run.loaded)
     except DataError as e:
@@ -119,7 +145,7 @@ def _held_out(run: Run):
             getattr(dcfg, "path", None) or str(run.path),
             hint,
         )
-    return (parts["test"], "test") if parts["test"] is not None else (parts["val"], "val")
+    return {k: parts[k] for k in ("val", "test") if parts[k] is not None}
 
 
 def _read_like_training(run: Run, data: str, need_target: bool, ignore_extra: bool):
@@ -128,7 +154,7 @@ def _read_like_training(run: Run, data: str, need_target: bool, ignore_extra: bo
     return load_file(run.loaded.config.data, Path, data, need_target, like=run.state, ignore_extra=ignore_extra)
 
 
-def _metrics(run: Run, ds, split: str) -> dict:
+def metrics_of(run: Run, ds, split: str) -> dict:
     """Loss and metrics on `ds`, exactly as training reports them for its val and test splits."""
     state, cfg, scaling = run.state, run.loaded.config, run.state.target_scaling
     X, T = inputs_for(ds, state, run.dtype), eval_targets(ds, state, run.loss, run.dtype)
@@ -166,10 +192,13 @@ def check_output(run_dir: str | Path, data: str | Path, output: str | Path, over
         raise DataError(f"the folder {out.parent} does not exist", str(output), "create it first")
 
 
-def predict(run_dir: str | Path, data: str, ignore_extra: bool = False) -> tuple[list[str], list[list]]:
+def predict(
+    run_dir: str | Path, data: str, ignore_extra: bool = False, model: str = "dense"
+) -> tuple[list[str], list[list]]:
     """Predictions for every row of `data`: (header, rows). Classifiers give the label (by its
-    original name) and one probability column per class; regressors give the values."""
-    run = open_run(run_dir)
+    original name) and one probability column per class; regressors give the values.
+    `model`: dense, or the name of a compressed model of the run."""
+    run = open_model(run_dir, model)
     state = run.state
     ds = _read_like_training(run, data, need_target=False, ignore_extra=ignore_extra)
     out = to_numpy(run.net.predict(inputs_for(ds, state, run.dtype))).astype(np.float64)

@@ -28,6 +28,7 @@ from trainkit.runs import checkpoint
 
 FILES = ("config.yaml", "metrics.csv", "metrics.jsonl", "checkpoint.npz", "best.npz", "summary.json")
 PATH_KEYS = (("data", "path"), ("data", "val_path"), ("data", "test_path"), ("model", "init", "from"))
+PATH_KEYS += (("distill", "teacher"),)  # a teacher run dir (compress/distill.py)
 LOCK = ".trainkit.lock"
 # Without train.checkpoint_every, a checkpoint (with best.npz) is written when an epoch ends
 # at least this long after the last one, and always at the end. Each is an fsync'd write:

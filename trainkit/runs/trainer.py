@@ -144,6 +144,9 @@ class Trainer:
         self.last_lr = schedule.lr(0)
         self._accs: dict[tuple, tuple] = {}  # (id(T), evaluating) -> (T, its MetricAccumulator)
         self._reg_slices = None
+        # Step hooks (compress.prune.Pruner, compress.distill.Distiller): begin_step(xb) before
+        # the forward pass, after_backward(), after_step(), end_epoch(row); their state_dict is checkpointed.
+        self.hooks: list = []
         if reg_cfg.l1 or reg_cfg.l2:
             self._reg_slices = [slice(0, net.flat.size)] if reg_cfg.apply_to_bias else net.weight_slices()
 
@@ -245,6 +248,8 @@ class Trainer:
                 if X_val is not None:
                     row.update(self.evaluate(X_val, T_val, "val"))
                 row["lr"] = self.last_lr
+                for h in self.hooks:
+                    h.end_epoch(row)
                 exploded = divergence.check(self.history, row, self.net.flat)  # once per epoch
                 if exploded:
                     status, reason = "diverged", exploded
@@ -307,12 +312,16 @@ class Trainer:
         for step, (xb, tb) in enumerate(batches.epoch(self.rng, skip), start=skip + 1):
             for aug in self.augment:
                 xb, tb = aug(xb, tb, self.augment_rng, self.n_classes)
+            for h in self.hooks:
+                h.begin_step(xb)
             pred = net.forward(xb, training=True)
             value = loss.forward(pred, tb)
             if not math.isfinite(value):
                 return "diverged", f"loss became {value} at epoch {epoch}, step {step}"
             acc.add(pred, tb, value, len(xb))
             net.backward(loss.backward())
+            for h in self.hooks:
+                h.after_backward()
             if self._reg_slices is not None:
                 self._reg_grad()
             if self.cfg.clip_grad_norm is not None or self.cfg.clip_grad_value is not None:
@@ -322,6 +331,8 @@ class Trainer:
             if getattr(opt, "needs_closure", False):  # L-BFGS re-evaluates on this batch inside its step
                 opt.closure = lambda xb=xb, tb=tb: self.loss_and_grad(xb, tb)
             opt.step(lr)
+            for h in self.hooks:
+                h.after_step()
             self.last_lr = lr
             if self.stop_requested and step < batches.n_batches:
                 state = shuffle_state or self.rng.bit_generator.state
