@@ -215,3 +215,17 @@ def test_teacher_outputs_are_converted_between_the_runs_scalings(tmp_path, write
     np.testing.assert_allclose(teacher_fn(teacher, raw_state, np.float64)(x), expected, rtol=1e-12)
     same = teacher_fn(teacher, ts, np.float64)  # same scalings: the teacher's outputs as they are
     np.testing.assert_array_equal(same(x), teacher.net.predict(x))
+
+
+def test_resume_of_a_distilled_run_is_bit_exact(teacher, tmp_path, write_config):
+    from test_runs import read, train_into
+
+    config = write_config(
+        STUDENT.replace("ALPHA", "0.7").replace("batch_size: 32}", "batch_size: 32, checkpoint_every: 1}")
+    )
+    straight = train_into(tmp_path / "a", config)
+    assert train_into(tmp_path / "b", config, stop_after_step=29).status == "interrupted"
+    resumed = train_into(tmp_path / "b", config, resume=True)
+    for k in straight.params:
+        np.testing.assert_array_equal(resumed.params[k], straight.params[k])
+    assert read(tmp_path / "b") == read(tmp_path / "a")
