@@ -190,3 +190,42 @@ def test_a_regression_student_cannot_distill_from_a_classifier(teacher, write_co
     )
     r = cli("train", write_config(text))
     assert r.code == 2 and "distill.teacher" in r.stderr, r.stderr
+
+
+def test_teacher_outputs_are_converted_between_the_runs_scalings(tmp_path, write_config):
+    """A teacher trained on standardized inputs and targets, a student on raw ones: the student
+    sees the teacher's predictions in its own (raw) units."""
+    from dataclasses import replace
+
+    from trainkit.compress.distill import teacher_fn
+
+    text = """
+    seed: 0
+    data: {name: linear, n_samples: 80, n_features: 3, scale: minmax, scale_target: standardize, val_fraction: 0}
+    model: {name: mlp, hidden: [8]}
+    optimizer: {name: adam, lr: 0.01}
+    train: {epochs: 3, batch_size: 16, dtype: float64}
+    """
+    trainkit.train(write_config(text, "teacher.yaml"), output_dir=tmp_path / "teacher")
+    teacher = open_run(tmp_path / "teacher")
+    ts = teacher.state
+    raw_state = replace(ts, scale="none", offset=None, factor=None, target_offset=None, target_factor=None)
+    x = rng.normal(size=(5, 3))
+    expected = ts.unscaled_targets(teacher.net.predict((x - np.asarray(ts.offset)) / np.asarray(ts.factor)))
+    np.testing.assert_allclose(teacher_fn(teacher, raw_state, np.float64)(x), expected, rtol=1e-12)
+    same = teacher_fn(teacher, ts, np.float64)  # same scalings: the teacher's outputs as they are
+    np.testing.assert_array_equal(same(x), teacher.net.predict(x))
+
+
+def test_resume_of_a_distilled_run_is_bit_exact(teacher, tmp_path, write_config):
+    from test_runs import read, train_into
+
+    config = write_config(
+        STUDENT.replace("ALPHA", "0.7").replace("batch_size: 32}", "batch_size: 32, checkpoint_every: 1}")
+    )
+    straight = train_into(tmp_path / "a", config)
+    assert train_into(tmp_path / "b", config, stop_after_step=29).status == "interrupted"
+    resumed = train_into(tmp_path / "b", config, resume=True)
+    for k in straight.params:
+        np.testing.assert_array_equal(resumed.params[k], straight.params[k])
+    assert read(tmp_path / "b") == read(tmp_path / "a")

@@ -57,6 +57,8 @@ class DistillLoss:
         self._soft_grad = None
 
     def __getattr__(self, name):  # cfg, task, takes, prepare_targets: the base loss's
+        if name == "base":  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name)
         return getattr(self.base, name)
 
     def forward(self, pred, target) -> float:
