@@ -6,10 +6,9 @@ images, batch 128, trainkit against torch CPU (each in its own process, via work
 
 from __future__ import annotations
 
-import resource
 import time
 
-from benchmarks.workers import DATA, blas_threads
+from benchmarks.workers import DATA, blas_threads, peak_rss_mb
 
 LENET_NPZ = DATA / "lenet.npz"
 N_IMAGES = 12_000
@@ -161,7 +160,7 @@ def lenet_memory() -> dict:
     exp.net.forward(exp.arrays["X_train"][:128], training=True)
     cols = sum(layer.cols.nbytes for layer in exp.net.layers if isinstance(layer, _Conv))
     return {
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "im2col_mb": cols / 2**20,
         "data_mb": LENET_NPZ.stat().st_size / 2**20,
     }
