@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import require
 from test_gradients import TOL, numeric_grad, rel_error
 
 from trainkit import registry
@@ -425,3 +426,38 @@ def test_max_pool_ties_go_to_the_first_maximum_as_in_torch(kwargs):
     xt = torch.tensor(x, requires_grad=True)
     (torch.nn.MaxPool2d(**kwargs)(xt) * torch.tensor(r)).sum().backward()
     np.testing.assert_allclose(layer.backward(r.copy()), xt.grad.numpy(), rtol=0, atol=1e-12)  # sums in another order
+
+
+@pytest.mark.parametrize(
+    "name,kwargs,shape,training,refused",
+    [
+        ("batch_norm1d", {}, (4,), True, True),  # (1, 4): one value per channel
+        ("batch_norm1d", {}, (4,), False, False),  # evaluation reads the running statistics
+        ("batch_norm1d", {}, (3, 5), True, False),  # five positions per channel
+        ("batch_norm2d", {}, (3, 1, 1), True, True),
+        ("batch_norm2d", {"track_running_stats": False}, (2, 1, 1), False, True),  # batch statistics in eval too
+    ],
+)
+def test_batch_norm_refuses_one_value_per_channel_as_torch_does(name, kwargs, shape, training, refused):
+    """torch raises "Expected more than 1 value per channel when training"; trainkit used to
+    train on x̂ = 0 silently. The error names the usual cause (a last batch of one sample)."""
+    from trainkit.errors import TrainkitError
+    from trainkit.nn.norm import OneValueBatchError
+
+    torch = require("torch")
+    net, _ = one_layer_net(name, kwargs, shape)
+    x = np.random.default_rng(0).normal(size=(1, *shape))
+    tlayer = torch_layer(torch, name, kwargs, shape).double()
+    tlayer.train(training)
+    if not refused:
+        net.forward(x.reshape(1, -1), training=training)
+        tlayer(torch.tensor(x))
+        return
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        tlayer(torch.tensor(x))
+    with pytest.raises(OneValueBatchError) as err:
+        net.forward(x.reshape(1, -1), training=training)
+    assert isinstance(err.value, TrainkitError) and err.value.exit_code == 2
+    text = str(err.value)
+    assert f"{name}: batch statistics need more than 1 value per channel" in text
+    assert "last partial batch" in text and "train.batch_size" in text and "drop_last" in text
