@@ -461,3 +461,15 @@ def test_batch_norm_refuses_one_value_per_channel_as_torch_does(name, kwargs, sh
     text = str(err.value)
     assert f"{name}: batch statistics need more than 1 value per channel" in text
     assert "last partial batch" in text and "train.batch_size" in text and "drop_last" in text
+
+
+@pytest.mark.parametrize(
+    "name,kwargs,shape,n", [(n, k, s, b) for n, k, s in LAYERS if n.startswith("conv") for b in (1, 3)]
+)
+def test_conv_one_gemm_batch_last_matches_finite_differences(monkeypatch, name, kwargs, shape, n):
+    """The one-GEMM path keeps its work arrays batch-last (C, H, W, n); the test shapes are
+    small enough for per-sample products, so force the other path too."""
+    from trainkit.nn import conv
+
+    monkeypatch.setattr(conv, "PER_SAMPLE_FAN_IN", 0)
+    test_layer_backward_matches_finite_differences(name, kwargs, shape, n, True)
