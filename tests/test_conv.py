@@ -32,6 +32,7 @@ LAYERS = [
     ("max_pool1d", {"kernel_size": 2}, (2, 8)),
     ("max_pool1d", {"kernel_size": 3, "stride": 2, "padding": 1}, (2, 9)),
     ("max_pool1d", {"kernel_size": 2, "dilation": 2}, (1, 7)),
+    ("max_pool1d", {"kernel_size": 2, "dilation": 2, "stride": 3}, (1, 9)),  # disjoint windows with gaps
     ("max_pool2d", {"kernel_size": 2}, (2, 4, 6)),
     ("max_pool2d", {"kernel_size": 3, "stride": 2, "padding": 1}, (2, 7, 5)),
     ("max_pool2d", {"kernel_size": [2, 3], "stride": 1}, (1, 4, 5)),
@@ -473,3 +474,25 @@ def test_conv_one_gemm_batch_last_matches_finite_differences(monkeypatch, name, 
 
     monkeypatch.setattr(conv, "PER_SAMPLE_FAN_IN", 0)
     test_layer_backward_matches_finite_differences(name, kwargs, shape, n, True)
+
+
+@pytest.mark.parametrize("name,kwargs,shape", LAYERS, ids=CASE_IDS)
+def test_backward_ignores_what_reused_buffers_held(name, kwargs, shape):
+    """Work arrays are reused across steps: a step's gradients must not depend on what the
+    previous step left in them (a dilated pool with stride = its extent once left gaps unset)."""
+    net, layer = one_layer_net(name, kwargs, shape)
+    rng = np.random.default_rng(3)
+    x, r = rng.normal(size=(3, *shape)), rng.normal(size=(3, *net.out_shape))
+
+    def step():
+        if isinstance(layer, Dropout):
+            layer.rng = np.random.default_rng(7)
+        y = net.forward(x.reshape(3, -1), training=True).copy()
+        return y, layer.backward(r.copy()).copy(), net.grad.copy()
+
+    first = step()
+    for buf in getattr(layer, "_buffers", {}).values():
+        if buf.dtype.kind == "f":
+            buf.fill(np.nan)
+    for a, b in zip(first, step()):
+        np.testing.assert_array_equal(a, b)
