@@ -414,7 +414,15 @@ def test_default_init_is_torch_s_distribution(name, shape):
     assert np.abs(net.params["layers.0.bias"]).max() <= bound
 
 
-@pytest.mark.parametrize("kwargs", [{"kernel_size": 2}, {"kernel_size": 3, "stride": 1, "padding": 1}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"kernel_size": 2},  # windows that tile the input
+        {"kernel_size": 3},
+        {"kernel_size": [2, 3]},
+        {"kernel_size": 3, "stride": 1, "padding": 1},  # overlapping windows
+    ],
+)
 def test_max_pool_ties_go_to_the_first_maximum_as_in_torch(kwargs):
     """Integer-valued inputs tie often (as zeros after a ReLU do): the gradient goes to the
     first maximum of each window in row-major order, exactly as torch routes it."""
@@ -425,7 +433,9 @@ def test_max_pool_ties_go_to_the_first_maximum_as_in_torch(kwargs):
     y = net.forward(x.reshape(3, -1), training=True)
     r = np.random.default_rng(9).normal(size=y.shape)
     xt = torch.tensor(x, requires_grad=True)
-    (torch.nn.MaxPool2d(**kwargs)(xt) * torch.tensor(r)).sum().backward()
+    yt = torch.nn.MaxPool2d(**kwargs)(xt)
+    np.testing.assert_array_equal(y, yt.detach().numpy())
+    (yt * torch.tensor(r)).sum().backward()
     np.testing.assert_allclose(layer.backward(r.copy()), xt.grad.numpy(), rtol=0, atol=1e-12)  # sums in another order
 
 
