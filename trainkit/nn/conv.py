@@ -13,6 +13,9 @@ col2im adds each field's gradient back where it was copied from; fields overlap 
 stride is below the kernel, so the adds accumulate (one strided add per kernel tap).
 Layers with a small fan-in C·kh·kw run Y and dW as n per-sample products over the same cols
 (Y_s = W cols_s, dW = Σ_s dY_s cols_sᵀ): the same sums, faster for such thin matrices.
+The others run one GEMM each and order the columns of cols and dY (Ho, Wo, n), batch last:
+the sums are the same, and the copies of im2col and the adds of col2im run over long
+contiguous rows instead of rows of Wo values.
 """
 
 from __future__ import annotations
