@@ -134,7 +134,7 @@ def conv_gemm(batch: int) -> dict:
             cols_s = c.cols.reshape(-1, batch, positions).transpose(1, 2, 0)
             products.append((dy3, cols_s, c._buffer("dW_s", (batch, *c.W2.shape), X.dtype)))
         else:
-            products.append((dY, c.cols.T, c.gW2))  # dW = dY colsᵀ
+            products.append((c.cols, dY.T, c._buffer("dWt", c.W2.T.shape, X.dtype)))  # dWᵀ = cols dYᵀ
         if c.needs_input_grad:
             products.append((c.W2.T, dY, c._buffer("dcols", c.cols.shape, X.dtype)))  # dcols = Wᵀ dY
     flops = sum(2 * a.size * b.shape[-1] for a, b, _ in products)

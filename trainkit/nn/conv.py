@@ -8,7 +8,7 @@ im2col copies every receptive field of the padded input once into a column of
 cols (C·kh·kw, n·Ho·Wo) (the layout of Caffe and CS231n), and the convolution is one GEMM:
     Y = W cols + b                         (a row per output channel, a column per position)
 Backward, with dY (O, n·Ho·Wo):
-    dW = dY colsᵀ,   db = Σ_columns dY,   dcols = Wᵀ dY,   dx = col2im(dcols)
+    dW = dY colsᵀ (computed as (cols dYᵀ)ᵀ),   db = Σ_columns dY,   dcols = Wᵀ dY,   dx = col2im(dcols)
 col2im adds each field's gradient back where it was copied from; fields overlap when the
 stride is below the kernel, so the adds accumulate (one strided add per kernel tap).
 Layers with a small fan-in C·kh·kw run Y and dW as n per-sample products over the same cols
@@ -238,8 +238,9 @@ class _Conv(ShapedLayer):
         dY = self._grid(self._buffer, "dY", self.out_channels, n, self.out_hw, dtype)  # in cols' column order
         dY[...] = dy4.transpose(1, 0, 2, 3)
         dY = self._matrix(dY)
-        if not per_sample:
-            xp.matmul(dY, self.cols.T, out=self.gW2)
+        if not per_sample:  # dWᵀ = cols dYᵀ: OpenBLAS runs this orientation of dW = dY colsᵀ 2× faster
+            dWt = xp.matmul(self.cols, dY.T, out=self._buffer("dWt", self.W2.T.shape, dtype))
+            self.gW2[...] = dWt.T
             if self.b is not None:
                 xp.add.reduce(dY, axis=1, out=self.gb)
         if not self.needs_input_grad:
