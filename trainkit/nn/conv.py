@@ -154,6 +154,9 @@ class _Conv(ShapedLayer):
         self.b, self.gb = params.get("bias"), grads.get("bias")
         self.W2, self.gW2 = self.W.reshape(self.out_channels, -1), self.gW.reshape(self.out_channels, -1)
         self.batch_last = self.W2.shape[1] > PER_SAMPLE_FAN_IN  # one GEMM (see _grid)
+        # Per-sample products carry the bias as a last row of ones in cols: [W b] [cols; 1]
+        # (and db as dW's last column), which saves a pass over y and one over dy.
+        self.fold_bias = not self.batch_last and self.b is not None
 
     def reset_parameters(self, scheme, rng):
         w, b = init_conv(scheme, self.out_channels, self.W2.shape[1], self.kernel[0] * self.kernel[1], rng)
@@ -187,10 +190,12 @@ class _Conv(ShapedLayer):
         """A (c, n, H, W) grid as the (c, n·H·W) matrix of its memory order (no copy)."""
         return (grid.transpose(0, 2, 3, 1) if self.batch_last else grid).reshape(len(grid), -1)
 
-    def _cols(self, buf, name, n, dtype):
-        """(C·kh·kw, n·Ho·Wo) columns for the GEMMs and their (C, kh, kw, n, Ho, Wo) view."""
-        grid = self._grid(buf, name, self.W2.shape[1], n, self.out_hw, dtype)
-        return self._matrix(grid), grid.reshape(self.in_channels, *self.kernel, n, *self.out_hw)
+    def _cols(self, buf, name, n, dtype, extra: int = 0):
+        """(C·kh·kw + extra, n·Ho·Wo) columns for the GEMMs and the (C, kh, kw, n, Ho, Wo) view
+        of their first C·kh·kw rows."""
+        fan_in = self.W2.shape[1]
+        grid = self._grid(buf, name, fan_in + extra, n, self.out_hw, dtype)
+        return self._matrix(grid), grid[:fan_in].reshape(self.in_channels, *self.kernel, n, *self.out_hw)
 
     def _conv(self, x4, y, buf):
         """y (n, O, Ho, Wo) ← conv(x4); returns cols (C·kh·kw, n·Ho·Wo) for the backward pass."""
@@ -204,12 +209,15 @@ class _Conv(ShapedLayer):
                 xpad[...] = x4
         else:
             xpad = x4
-        cols, view = self._cols(buf, "cols", n, dtype)
+        cols, view = self._cols(buf, "cols", n, dtype, extra=int(self.fold_bias))
         view[...] = win.windows(xpad, ho, wo)  # im2col: one copy of every receptive field
-        if not self.batch_last:  # Y_s = W cols_s, written straight into y
-            out = xp.matmul(self.W2, cols.reshape(-1, n, ho * wo).transpose(1, 0, 2), out=y.reshape(n, -1, ho * wo))
-            if self.b is not None:
-                out += self.b[:, None]
+        if not self.batch_last:  # Y_s = W cols_s (+ b as [W b] [cols_s; 1]), written straight into y
+            w = self.W2
+            if self.fold_bias:
+                cols[-1] = 1
+                w = buf("w_b", (self.out_channels, len(cols)), dtype)
+                w[:, :-1], w[:, -1] = self.W2, self.b
+            xp.matmul(w, cols.reshape(-1, n, ho * wo).transpose(1, 0, 2), out=y.reshape(n, -1, ho * wo))
             return cols
         out = xp.matmul(self.W2, cols, out=buf("gemm", (self.out_channels, n * ho * wo), dtype))
         if self.b is not None:
@@ -218,14 +226,16 @@ class _Conv(ShapedLayer):
         return cols
 
     def _param_grads_per_sample(self, dy4):
-        """dW = Σ_samples dY_s cols_sᵀ and db = Σ dy, read straight from dy (n, O, Ho·Wo)."""
-        n, fan_in, positions = len(dy4), self.W2.shape[1], self.out_hw[0] * self.out_hw[1]
+        """[dW db] = Σ_samples dY_s [cols_s; 1]ᵀ, read straight from dy (n, O, Ho·Wo)."""
+        n, rows, positions = len(dy4), len(self.cols), self.out_hw[0] * self.out_hw[1]
         dy3 = dy4.reshape(n, self.out_channels, positions)
-        cols_s = self.cols.reshape(fan_in, n, positions).transpose(1, 2, 0)  # (n, Ho·Wo, C·kh·kw)
-        parts = xp.matmul(dy3, cols_s, out=self._buffer("dW_s", (n, *self.W2.shape), dy4.dtype))
-        xp.add.reduce(parts, axis=0, out=self.gW2)
-        if self.b is not None:
-            xp.add.reduce(dy3, axis=(0, 2), out=self.gb)
+        cols_s = self.cols.reshape(rows, n, positions).transpose(1, 2, 0)  # (n, Ho·Wo, C·kh·kw [+ 1])
+        parts = xp.matmul(dy3, cols_s, out=self._buffer("dW_s", (n, self.out_channels, rows), dy4.dtype))
+        if not self.fold_bias:
+            xp.add.reduce(parts, axis=0, out=self.gW2)
+            return
+        sums = xp.add.reduce(parts, axis=0, out=self._buffer("dWb", (self.out_channels, rows), dy4.dtype))
+        self.gW2[...], self.gb[...] = sums[:, :-1], sums[:, -1]
 
     def backward(self, dy):
         dy4 = to_4d(dy, self.spatial_dims)
