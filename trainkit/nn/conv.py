@@ -240,7 +240,7 @@ class _Conv(ShapedLayer):
     def backward(self, dy):
         dy4 = to_4d(dy, self.spatial_dims)
         n, dtype, win = len(dy4), dy.dtype, self.win
-        per_sample = self.W2.shape[1] <= PER_SAMPLE_FAN_IN
+        per_sample = not self.batch_last
         if per_sample:
             self._param_grads_per_sample(dy4)
             if not self.needs_input_grad:
