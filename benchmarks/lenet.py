@@ -6,10 +6,9 @@ images, batch 128, trainkit against torch CPU (each in its own process, via work
 
 from __future__ import annotations
 
-import resource
 import time
 
-from benchmarks.workers import DATA, blas_threads
+from benchmarks.workers import DATA, blas_threads, peak_rss_mb
 
 LENET_NPZ = DATA / "lenet.npz"
 N_IMAGES = 12_000
@@ -128,14 +127,15 @@ def conv_gemm(batch: int) -> dict:
     for c in convs:
         dY = c._buffer("dY", (c.out_channels, batch, *c.out_hw), X.dtype).reshape(c.out_channels, -1)
         gemm = c._buffer("gemm", (c.out_channels, c.cols.shape[1]), X.dtype)
-        products.append((c.W2, c.cols, gemm))  # forward: Y = W cols
+        w = c.W2 if len(c.cols) == c.W2.shape[1] else c._buffer("w_b", (c.out_channels, len(c.cols)), X.dtype)
+        products.append((w, c.cols, gemm))  # forward: Y = W cols (or [W b] [cols; 1])
         if c.W2.shape[1] <= PER_SAMPLE_FAN_IN:  # dW = Σ_s dY_s cols_sᵀ, n small products
             positions = c.out_hw[0] * c.out_hw[1]
             dy3 = np.ones((batch, c.out_channels, positions), X.dtype)
             cols_s = c.cols.reshape(-1, batch, positions).transpose(1, 2, 0)
-            products.append((dy3, cols_s, c._buffer("dW_s", (batch, *c.W2.shape), X.dtype)))
+            products.append((dy3, cols_s, c._buffer("dW_s", (batch, c.out_channels, len(c.cols)), X.dtype)))
         else:
-            products.append((dY, c.cols.T, c.gW2))  # dW = dY colsᵀ
+            products.append((c.cols, dY.T, c._buffer("dWt", c.W2.T.shape, X.dtype)))  # dWᵀ = cols dYᵀ
         if c.needs_input_grad:
             products.append((c.W2.T, dY, c._buffer("dcols", c.cols.shape, X.dtype)))  # dcols = Wᵀ dY
     flops = sum(2 * a.size * b.shape[-1] for a, b, _ in products)
@@ -161,7 +161,7 @@ def lenet_memory() -> dict:
     exp.net.forward(exp.arrays["X_train"][:128], training=True)
     cols = sum(layer.cols.nbytes for layer in exp.net.layers if isinstance(layer, _Conv))
     return {
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "im2col_mb": cols / 2**20,
         "data_mb": LENET_NPZ.stat().st_size / 2**20,
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import require
 from test_gradients import TOL, numeric_grad, rel_error
 
 from trainkit import registry
@@ -31,6 +32,7 @@ LAYERS = [
     ("max_pool1d", {"kernel_size": 2}, (2, 8)),
     ("max_pool1d", {"kernel_size": 3, "stride": 2, "padding": 1}, (2, 9)),
     ("max_pool1d", {"kernel_size": 2, "dilation": 2}, (1, 7)),
+    ("max_pool1d", {"kernel_size": 2, "dilation": 2, "stride": 3}, (1, 9)),  # disjoint windows with gaps
     ("max_pool2d", {"kernel_size": 2}, (2, 4, 6)),
     ("max_pool2d", {"kernel_size": 3, "stride": 2, "padding": 1}, (2, 7, 5)),
     ("max_pool2d", {"kernel_size": [2, 3], "stride": 1}, (1, 4, 5)),
@@ -412,7 +414,15 @@ def test_default_init_is_torch_s_distribution(name, shape):
     assert np.abs(net.params["layers.0.bias"]).max() <= bound
 
 
-@pytest.mark.parametrize("kwargs", [{"kernel_size": 2}, {"kernel_size": 3, "stride": 1, "padding": 1}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"kernel_size": 2},  # windows that tile the input
+        {"kernel_size": 3},
+        {"kernel_size": [2, 3]},
+        {"kernel_size": 3, "stride": 1, "padding": 1},  # overlapping windows
+    ],
+)
 def test_max_pool_ties_go_to_the_first_maximum_as_in_torch(kwargs):
     """Integer-valued inputs tie often (as zeros after a ReLU do): the gradient goes to the
     first maximum of each window in row-major order, exactly as torch routes it."""
@@ -423,5 +433,76 @@ def test_max_pool_ties_go_to_the_first_maximum_as_in_torch(kwargs):
     y = net.forward(x.reshape(3, -1), training=True)
     r = np.random.default_rng(9).normal(size=y.shape)
     xt = torch.tensor(x, requires_grad=True)
-    (torch.nn.MaxPool2d(**kwargs)(xt) * torch.tensor(r)).sum().backward()
+    yt = torch.nn.MaxPool2d(**kwargs)(xt)
+    np.testing.assert_array_equal(y, yt.detach().numpy())
+    (yt * torch.tensor(r)).sum().backward()
     np.testing.assert_allclose(layer.backward(r.copy()), xt.grad.numpy(), rtol=0, atol=1e-12)  # sums in another order
+
+
+@pytest.mark.parametrize(
+    "name,kwargs,shape,training,refused",
+    [
+        ("batch_norm1d", {}, (4,), True, True),  # (1, 4): one value per channel
+        ("batch_norm1d", {}, (4,), False, False),  # evaluation reads the running statistics
+        ("batch_norm1d", {}, (3, 5), True, False),  # five positions per channel
+        ("batch_norm2d", {}, (3, 1, 1), True, True),
+        ("batch_norm2d", {"track_running_stats": False}, (2, 1, 1), False, True),  # batch statistics in eval too
+    ],
+)
+def test_batch_norm_refuses_one_value_per_channel_as_torch_does(name, kwargs, shape, training, refused):
+    """torch raises "Expected more than 1 value per channel when training"; trainkit used to
+    train on x̂ = 0 silently. The error names the usual cause (a last batch of one sample)."""
+    from trainkit.errors import TrainkitError
+    from trainkit.nn.norm import OneValueBatchError
+
+    torch = require("torch")
+    net, _ = one_layer_net(name, kwargs, shape)
+    x = np.random.default_rng(0).normal(size=(1, *shape))
+    tlayer = torch_layer(torch, name, kwargs, shape).double()
+    tlayer.train(training)
+    if not refused:
+        net.forward(x.reshape(1, -1), training=training)
+        tlayer(torch.tensor(x))
+        return
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        tlayer(torch.tensor(x))
+    with pytest.raises(OneValueBatchError) as err:
+        net.forward(x.reshape(1, -1), training=training)
+    assert isinstance(err.value, TrainkitError) and err.value.exit_code == 2
+    text = str(err.value)
+    assert f"{name}: batch statistics need more than 1 value per channel" in text
+    assert "last partial batch" in text and "train.batch_size" in text and "drop_last" in text
+
+
+@pytest.mark.parametrize(
+    "name,kwargs,shape,n", [(n, k, s, b) for n, k, s in LAYERS if n.startswith("conv") for b in (1, 3)]
+)
+def test_conv_one_gemm_batch_last_matches_finite_differences(monkeypatch, name, kwargs, shape, n):
+    """The one-GEMM path keeps its work arrays batch-last (C, H, W, n); the test shapes are
+    small enough for per-sample products, so force the other path too."""
+    from trainkit.nn import conv
+
+    monkeypatch.setattr(conv, "PER_SAMPLE_FAN_IN", 0)
+    test_layer_backward_matches_finite_differences(name, kwargs, shape, n, True)
+
+
+@pytest.mark.parametrize("name,kwargs,shape", LAYERS, ids=CASE_IDS)
+def test_backward_ignores_what_reused_buffers_held(name, kwargs, shape):
+    """Work arrays are reused across steps: a step's gradients must not depend on what the
+    previous step left in them (a dilated pool with stride = its extent once left gaps unset)."""
+    net, layer = one_layer_net(name, kwargs, shape)
+    rng = np.random.default_rng(3)
+    x, r = rng.normal(size=(3, *shape)), rng.normal(size=(3, *net.out_shape))
+
+    def step():
+        if isinstance(layer, Dropout):
+            layer.rng = np.random.default_rng(7)
+        y = net.forward(x.reshape(3, -1), training=True).copy()
+        return y, layer.backward(r.copy()).copy(), net.grad.copy()
+
+    first = step()
+    for buf in getattr(layer, "_buffers", {}).values():
+        if buf.dtype.kind == "f":
+            buf.fill(np.nan)
+    for a, b in zip(first, step()):
+        np.testing.assert_array_equal(a, b)

@@ -218,3 +218,42 @@ def test_predict_refuses_samples_of_another_shape(tmp_path, cli, image_config):
     r = cli("predict", run, "--data", tmp_path / "small.npz")
     assert r.code == 2 and "samples have shape [1, 5, 5], the training data [1, 6, 6]" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+BN_DENSE = """
+seed: 0
+data: {{name: npz, path: img.npz, val_fraction: 0}}
+model:
+  name: sequential
+  layers:
+    - {{name: conv2d, out_channels: 2, kernel_size: 3}}
+    - flatten
+    - {{name: linear, out_features: 4}}
+    - {{name: batch_norm1d}}
+    - relu
+    - linear
+optimizer: {{name: sgd, lr: 0.1}}
+train: {{epochs: 1, batch_size: {batch}, dtype: float64}}
+"""
+
+
+@pytest.mark.parametrize(
+    "n,batch,why",
+    [(33, 16, "33 training samples in batches of 16 leave a last batch of 1"), (8, 1, "every batch holds 1 sample")],
+)
+def test_a_batch_of_one_into_batch_norm_exits_2_before_training(tmp_path, cli, write_config, n, batch, why):
+    """torch refuses batch statistics over one value; predicted from the data and batch sizes,
+    `trainkit train` says so (naming the layer and the usual cause) before any training."""
+    write_images(tmp_path / "img.npz", n=n)
+    config = write_config(BN_DENSE.format(batch=batch))
+    r = cli("train", config, "--json", "--output-dir", tmp_path / "run")
+    assert r.code == 2
+    issue = json.loads(r.stdout)["error"]["issues"][0]
+    assert issue["key"] == "train.batch_size" and issue["line"] == 13
+    assert why in issue["message"] and "layers[3] (batch_norm1d) would get it" in issue["message"]
+    assert "drop_last" in issue["hint"]
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()
+    plain = cli("train", config, "--output-dir", tmp_path / "run2")
+    assert plain.code == 2 and "Traceback" not in plain.stdout + plain.stderr
+    write_config(BN_DENSE.format(batch=batch + 1))  # no batch of one left: it trains
+    assert cli("train", config, "--json", "--output-dir", tmp_path / "run3").code == 0

@@ -25,6 +25,7 @@ from trainkit.data.pipeline import DataState, inputs_for, prepare, targets_for
 from trainkit.errors import ConfigError, DataError, npz_reason
 from trainkit.losses import Head, HeadMismatch, head_for
 from trainkit.nn.models import declared_out_features
+from trainkit.nn.norm import ONE_VALUE_HINT, one_value_batches
 from trainkit.optim.optimizers import BatchSizeError, resolve_batch_size
 from trainkit.optim.schedules import build_schedule
 from trainkit.optim.tensors import build_optimizer
@@ -125,6 +126,9 @@ def build(loaded: LoadedConfig) -> Experiment:
     except BatchSizeError as e:
         raise loaded.error(("train", "batch_size"), e.message, e.hint) from None
     batch = n_train if cfg.train.batch_size == "full" else cfg.train.batch_size
+    one_value = one_value_batches(net, n_train, batch)
+    if one_value:
+        raise loaded.error(("train", "batch_size"), one_value, ONE_VALUE_HINT)
     threads = resolve_threads(cfg.train.threads, net.macs_per_step(batch))
 
     arrays: dict[str, Any] = {}

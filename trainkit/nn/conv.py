@@ -8,11 +8,14 @@ im2col copies every receptive field of the padded input once into a column of
 cols (C·kh·kw, n·Ho·Wo) (the layout of Caffe and CS231n), and the convolution is one GEMM:
     Y = W cols + b                         (a row per output channel, a column per position)
 Backward, with dY (O, n·Ho·Wo):
-    dW = dY colsᵀ,   db = Σ_columns dY,   dcols = Wᵀ dY,   dx = col2im(dcols)
+    dW = dY colsᵀ (computed as (cols dYᵀ)ᵀ),   db = Σ_columns dY,   dcols = Wᵀ dY,   dx = col2im(dcols)
 col2im adds each field's gradient back where it was copied from; fields overlap when the
 stride is below the kernel, so the adds accumulate (one strided add per kernel tap).
 Layers with a small fan-in C·kh·kw run Y and dW as n per-sample products over the same cols
 (Y_s = W cols_s, dW = Σ_s dY_s cols_sᵀ): the same sums, faster for such thin matrices.
+The others run one GEMM each and order the columns of cols and dY (Ho, Wo, n), batch last:
+the sums are the same, and the copies of im2col and the adds of col2im run over long
+contiguous rows instead of rows of Wo values.
 """
 
 from __future__ import annotations
@@ -150,6 +153,10 @@ class _Conv(ShapedLayer):
         self.W, self.gW = params["weight"], grads["weight"]
         self.b, self.gb = params.get("bias"), grads.get("bias")
         self.W2, self.gW2 = self.W.reshape(self.out_channels, -1), self.gW.reshape(self.out_channels, -1)
+        self.batch_last = self.W2.shape[1] > PER_SAMPLE_FAN_IN  # one GEMM (see _grid)
+        # Per-sample products carry the bias as a last row of ones in cols: [W b] [cols; 1]
+        # (and db as dW's last column), which saves a pass over y and one over dy.
+        self.fold_bias = not self.batch_last and self.b is not None
 
     def reset_parameters(self, scheme, rng):
         w, b = init_conv(scheme, self.out_channels, self.W2.shape[1], self.kernel[0] * self.kernel[1], rng)
@@ -170,60 +177,93 @@ class _Conv(ShapedLayer):
             self._conv(x4[i : i + chunk], y[i : i + chunk], scratch)
         return from_4d(y, self.spatial_dims)
 
+    def _grid(self, buf, name, c, n, hw, dtype):
+        """A work array seen as (c, n, H, W) whatever its memory order. Layers that run one GEMM
+        keep the batch last in memory, (c, H, W, n): every kernel tap's im2col copy and col2im
+        add then moves (Wo, n) rows of contiguous values instead of rows of Wo (Caffe's order
+        gives runs of 10 on LeNet's conv2, and col2im took longer than its GEMMs)."""
+        if not self.batch_last:  # per-sample products read cols sample by sample
+            return buf(name, (c, n, *hw), dtype)
+        return buf(name, (c, *hw, n), dtype).transpose(0, 3, 1, 2)
+
+    def _matrix(self, grid):
+        """A (c, n, H, W) grid as the (c, n·H·W) matrix of its memory order (no copy)."""
+        return (grid.transpose(0, 2, 3, 1) if self.batch_last else grid).reshape(len(grid), -1)
+
+    def _cols(self, buf, name, n, dtype, extra: int = 0):
+        """(C·kh·kw + extra, n·Ho·Wo) columns for the GEMMs and the (C, kh, kw, n, Ho, Wo) view
+        of their first C·kh·kw rows."""
+        fan_in = self.W2.shape[1]
+        grid = self._grid(buf, name, fan_in + extra, n, self.out_hw, dtype)
+        return self._matrix(grid), grid[:fan_in].reshape(self.in_channels, *self.kernel, n, *self.out_hw)
+
     def _conv(self, x4, y, buf):
         """y (n, O, Ho, Wo) ← conv(x4); returns cols (C·kh·kw, n·Ho·Wo) for the backward pass."""
         n, dtype, (ho, wo), win = len(x4), x4.dtype, self.out_hw, self.win
-        xpad = win.pad_into(buf("xpad", win.padded_shape(x4.shape), dtype), x4) if any(win.pad) else x4
-        cols = buf("cols", (self.in_channels, *self.kernel, n, ho, wo), dtype)
-        cols[...] = win.windows(xpad, ho, wo)  # im2col: one copy of every receptive field
-        cols = cols.reshape(-1, n * ho * wo)
-        if cols.shape[0] <= PER_SAMPLE_FAN_IN:  # Y_s = W cols_s, written straight into y
-            out = xp.matmul(self.W2, cols.reshape(-1, n, ho * wo).transpose(1, 0, 2), out=y.reshape(n, -1, ho * wo))
-            if self.b is not None:
-                out += self.b[:, None]
+        hw = win.padded_shape(x4.shape)[2:]
+        if any(win.pad) or self.batch_last:  # batch last: the layout change costs one copy of x
+            xpad = self._grid(buf, "xpad", self.in_channels, n, hw, dtype).transpose(1, 0, 2, 3)  # (n, C, H, W)
+            if any(win.pad):
+                win.pad_into(xpad, x4)
+            else:
+                xpad[...] = x4
+        else:
+            xpad = x4
+        cols, view = self._cols(buf, "cols", n, dtype, extra=int(self.fold_bias))
+        view[...] = win.windows(xpad, ho, wo)  # im2col: one copy of every receptive field
+        if not self.batch_last:  # Y_s = W cols_s (+ b as [W b] [cols_s; 1]), written straight into y
+            w = self.W2
+            if self.fold_bias:
+                cols[-1] = 1
+                w = buf("w_b", (self.out_channels, len(cols)), dtype)
+                w[:, :-1], w[:, -1] = self.W2, self.b
+            xp.matmul(w, cols.reshape(-1, n, ho * wo).transpose(1, 0, 2), out=y.reshape(n, -1, ho * wo))
             return cols
         out = xp.matmul(self.W2, cols, out=buf("gemm", (self.out_channels, n * ho * wo), dtype))
         if self.b is not None:
             out += self.b[:, None]
-        y[...] = out.reshape(self.out_channels, n, ho, wo).transpose(1, 0, 2, 3)
+        y[...] = out.reshape(self.out_channels, ho, wo, n).transpose(3, 0, 1, 2)
         return cols
 
     def _param_grads_per_sample(self, dy4):
-        """dW = Σ_samples dY_s cols_sᵀ and db = Σ dy, read straight from dy (n, O, Ho·Wo)."""
-        n, fan_in, positions = len(dy4), self.W2.shape[1], self.out_hw[0] * self.out_hw[1]
+        """[dW db] = Σ_samples dY_s [cols_s; 1]ᵀ, read straight from dy (n, O, Ho·Wo)."""
+        n, rows, positions = len(dy4), len(self.cols), self.out_hw[0] * self.out_hw[1]
         dy3 = dy4.reshape(n, self.out_channels, positions)
-        cols_s = self.cols.reshape(fan_in, n, positions).transpose(1, 2, 0)  # (n, Ho·Wo, C·kh·kw)
-        parts = xp.matmul(dy3, cols_s, out=self._buffer("dW_s", (n, *self.W2.shape), dy4.dtype))
-        xp.add.reduce(parts, axis=0, out=self.gW2)
-        if self.b is not None:
-            xp.add.reduce(dy3, axis=(0, 2), out=self.gb)
+        cols_s = self.cols.reshape(rows, n, positions).transpose(1, 2, 0)  # (n, Ho·Wo, C·kh·kw [+ 1])
+        parts = xp.matmul(dy3, cols_s, out=self._buffer("dW_s", (n, self.out_channels, rows), dy4.dtype))
+        if not self.fold_bias:
+            xp.add.reduce(parts, axis=0, out=self.gW2)
+            return
+        sums = xp.add.reduce(parts, axis=0, out=self._buffer("dWb", (self.out_channels, rows), dy4.dtype))
+        self.gW2[...], self.gb[...] = sums[:, :-1], sums[:, -1]
 
     def backward(self, dy):
         dy4 = to_4d(dy, self.spatial_dims)
-        n, dtype, (ho, wo), win = len(dy4), dy.dtype, self.out_hw, self.win
-        per_sample = self.W2.shape[1] <= PER_SAMPLE_FAN_IN
+        n, dtype, win = len(dy4), dy.dtype, self.win
+        per_sample = not self.batch_last
         if per_sample:
             self._param_grads_per_sample(dy4)
             if not self.needs_input_grad:
                 return None
-        dY = self._buffer("dY", (self.out_channels, n, ho, wo), dtype)
+        dY = self._grid(self._buffer, "dY", self.out_channels, n, self.out_hw, dtype)  # in cols' column order
         dY[...] = dy4.transpose(1, 0, 2, 3)
-        dY = dY.reshape(self.out_channels, -1)
-        if not per_sample:
-            xp.matmul(dY, self.cols.T, out=self.gW2)
+        dY = self._matrix(dY)
+        if not per_sample:  # dWᵀ = cols dYᵀ: OpenBLAS runs this orientation of dW = dY colsᵀ 2× faster
+            dWt = xp.matmul(self.cols, dY.T, out=self._buffer("dWt", self.W2.T.shape, dtype))
+            self.gW2[...] = dWt.T
             if self.b is not None:
                 xp.add.reduce(dY, axis=1, out=self.gb)
         if not self.needs_input_grad:
             return None
-        kh, kw = self.kernel
-        dcols = xp.matmul(self.W2.T, dY, out=self._buffer("dcols", self.cols.shape, dtype))
-        dcols = dcols.reshape(self.in_channels, kh, kw, n, ho, wo)
+        kw = self.kernel[1]
+        dcols, dview = self._cols(self._buffer, "dcols", n, dtype)
+        xp.matmul(self.W2.T, dY, out=dcols)
         h, w = self.in_hw
-        # col2im, channels first (C, n, H, W) so each tap's add reads dcols contiguously
-        dxpad = self._buffer("dxpad", win.padded_shape((self.in_channels, n, h, w)), dtype)
+        # col2im: each tap's gradient back where it was read, in a (C, n, H, W) view of dxpad
+        dxpad = self._grid(self._buffer, "dxpad", self.in_channels, n, win.padded_shape((1, 1, h, w))[2:], dtype)
         dxpad.fill(0)
-        for t, rows, cols in win.taps(ho, wo):  # each tap's gradient back where it was read
-            dxpad[:, :, rows, cols] += dcols[:, t // kw, t % kw]
+        for t, rows, cols in win.taps(*self.out_hw):
+            dxpad[:, :, rows, cols] += dview[:, t // kw, t % kw]
         dx = self._buffer("dx", (n, self.in_channels, h, w), dtype)
         dx[...] = win.unpad(dxpad, h, w).transpose(1, 0, 2, 3)
         return from_4d(dx, self.spatial_dims)

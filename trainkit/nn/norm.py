@@ -9,12 +9,14 @@ With m values per statistic and g = dy·γ, the backward pass through μ and σ�
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal, Optional, Union
 
 from pydantic import Field
 
 from trainkit.backend import xp
 from trainkit.config.base import Component
+from trainkit.errors import TrainkitError
 from trainkit.nn.spatial import ShapedLayer, ShapeError, fmt_shape
 from trainkit.registry import register
 
@@ -22,6 +24,35 @@ from trainkit.registry import register
 def _standardize_backward(g, xhat, inv, axes):
     """dx of x̂ = (x − μ)·inv, given g = dL/dx̂, with μ and σ² taken over `axes`."""
     return inv * (g - g.mean(axis=axes, keepdims=True) - xhat * (g * xhat).mean(axis=axes, keepdims=True))
+
+
+ONE_VALUE_HINT = (
+    "a batch of one sample is usually an epoch's last partial batch (training samples % "
+    "train.batch_size == 1): pick another train.batch_size (trainkit has no drop_last option)"
+)
+
+
+class OneValueBatchError(TrainkitError):
+    """Batch statistics of a single value per channel (torch: "Expected more than 1 value per
+    channel when training"): σ² would be 0 and x̂ = 0, so the layer would train on nothing."""
+
+    kind = "batch"
+
+
+def one_value_batches(net, n_train: int, batch: int) -> str | None:
+    """Why training `net` on n_train samples in batches of `batch` would give a batch norm one
+    value per channel (None if it would not): a batch of one sample into a layer that sees one
+    value per channel per sample, i.e. (features,) or 1×1 inputs."""
+    if batch == 1:
+        why = "every batch holds 1 sample"
+    elif n_train % batch == 1:
+        why = f"{n_train} training samples in batches of {batch} leave a last batch of 1 sample"
+    else:
+        return None
+    for i, layer in enumerate(net.layers):
+        if isinstance(layer, _BatchNorm) and layer.per_sample == 1:
+            return f"{why}, and layers[{i}] ({layer.name}) would get it: {layer.one_value_message()}"
+    return None
 
 
 class _BatchNormConfig(Component):
@@ -63,7 +94,8 @@ class _BatchNorm(ShapedLayer):
                 ("(features,)", "(channels, length)", "(channels, height, width)")[r - 1] for r in self.ranks
             )
             raise ShapeError(f"needs input of shape {want}, got {fmt_shape(shape)}")
-        self.channels = shape[0]
+        self.channels, self.in_shape = shape[0], tuple(shape)
+        self.per_sample = math.prod(shape[1:])  # values per channel in one sample
         self.axes = (0,) + tuple(range(2, len(shape) + 1))
         self.bshape = (1, self.channels) + (1,) * (len(shape) - 1)  # broadcasts a (C,) vector
         if self.track:
@@ -92,8 +124,16 @@ class _BatchNorm(ShapedLayer):
         if self.affine:
             self.gamma[...], self.beta[...] = 1.0, 0.0
 
+    def one_value_message(self) -> str:
+        return (
+            f"batch statistics need more than 1 value per channel, and input of shape {fmt_shape(self.in_shape)} "
+            "gives 1 value per channel per sample (torch refuses this too)"
+        )
+
     def forward(self, x, training):
         self.batch_stats = training or not self.track
+        if self.batch_stats and x.size == self.channels:
+            raise OneValueBatchError(f"{self.name}: {self.one_value_message()}\n    help: {ONE_VALUE_HINT}")
         if self.batch_stats:
             mean = x.mean(axis=self.axes)
             xc = x - mean.reshape(self.bshape)
@@ -112,7 +152,7 @@ class _BatchNorm(ShapedLayer):
     def _update_running(self, mean, var, m):
         self.num_batches_tracked += 1
         f = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-        unbiased = var * (m / max(m - 1, 1))
+        unbiased = var * (m / (m - 1))  # m > 1: forward refuses a single value
         self.running_mean *= 1.0 - f
         self.running_mean += f * mean
         self.running_var *= 1.0 - f

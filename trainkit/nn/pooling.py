@@ -129,7 +129,9 @@ class _Pool(ShapedLayer):
         c, h, w = self.in_shape4
         win, (ho, wo) = self.win, self.out_hw
         disjoint = all(win.stride[a] >= win.span(a) for a in (0, 1))
-        covering = disjoint and not any(win.pad) and win.span(0) * ho == h and win.span(1) * wo == w
+        covering = (
+            disjoint and win.dilation == (1, 1) and not any(win.pad) and win.span(0) * ho == h and win.span(1) * wo == w
+        )
         return disjoint, covering
 
     def _dx(self, dxpad):
