@@ -144,6 +144,7 @@ class Trainer:
         self.last_lr = schedule.lr(0)
         self._accs: dict[tuple, tuple] = {}  # (id(T), evaluating) -> (T, its MetricAccumulator)
         self._reg_slices = None
+        self.dp = None  # data-parallel over MPI (trainkit.parallel.mpi.DataParallel.attach)
         if reg_cfg.l1 or reg_cfg.l2:
             self._reg_slices = [slice(0, net.flat.size)] if reg_cfg.apply_to_bias else net.weight_slices()
 
@@ -227,6 +228,8 @@ class Trainer:
                 if self.partial is not None:
                     self.rng.bit_generator.state = self.partial["shuffle_state"]
                     acc.load_state_dict(self.partial["acc"])
+                    if self.dp is not None:
+                        self.dp.keep_on_root(acc)
                     skip, self.partial = self.partial["step"], None
                 averaged = getattr(self.opt, "averaged_eval", False)  # schedule-free: step at y, evaluate at x
                 if averaged:
@@ -307,12 +310,20 @@ class Trainer:
         for step, (xb, tb) in enumerate(batches.epoch(self.rng, skip), start=skip + 1):
             for aug in self.augment:
                 xb, tb = aug(xb, tb, self.augment_rng, self.n_classes)
+            if self.dp is not None:  # data-parallel: this rank's rows of the global batch
+                xb, tb = self.dp.local(xb, tb)
             pred = net.forward(xb, training=True)
-            value = loss.forward(pred, tb)
-            if not math.isfinite(value):
-                return "diverged", f"loss became {value} at epoch {epoch}, step {step}"
-            acc.add(pred, tb, value, len(xb))
-            net.backward(loss.backward())
+            value = loss.forward(pred, tb) if len(xb) else 0.0
+            total = value if self.dp is None else self.dp.batch_loss(value, len(xb), self)
+            if not math.isfinite(total):
+                return "diverged", f"loss became {total} at epoch {epoch}, step {step}"
+            if len(xb):
+                acc.add(pred, tb, value, len(xb))
+                net.backward(loss.backward())
+            else:  # more ranks than rows in this batch: nothing to add
+                net.grad.fill(0.0)
+            if self.dp is not None:
+                self.dp.allreduce_grad(net.grad, len(xb))
             if self._reg_slices is not None:
                 self._reg_grad()
             if self.cfg.clip_grad_norm is not None or self.cfg.clip_grad_value is not None:
@@ -324,9 +335,13 @@ class Trainer:
             opt.step(lr)
             self.last_lr = lr
             if self.stop_requested and step < batches.n_batches:
+                if self.dp is not None:
+                    self.dp.end_epoch(acc, net)
                 state = shuffle_state or self.rng.bit_generator.state
                 self.partial = {"step": step, "acc": acc.state_dict(), "shuffle_state": state}
                 return "interrupted", f"stopped by {self.stop_requested} in epoch {epoch} after step {step}"
+        if self.dp is not None:
+            self.dp.end_epoch(acc, net)
         if not bool(xp.isfinite(net.flat).all()):
             return "diverged", f"parameters became non-finite in epoch {epoch}"
         return None
