@@ -78,14 +78,9 @@ class DataParallel:
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         self.mean = True  # the loss averages over samples (set from the loss in attach)
         self.local_stop: str | None = None  # a signal this rank received, not yet agreed on
-        self.lo = self.hi = self.m = 0  # this rank's rows [lo, hi) of the current global batch of m
+        self.lo = self.hi = self.m = 0  # the rows [lo, hi) computed of the current global batch of m
+        self.n = 0  # how many of them are this rank's (0: a stand-in row)
         self._buf = np.zeros(2)
-
-    def rows(self, m: int) -> tuple[int, int]:
-        """Rank r's contiguous rows [⌈r·m/N⌉, ⌈(r+1)·m/N⌉): sizes differ by at most one, the
-        first ranks get the extra rows, and a batch of fewer rows than ranks leaves the last empty."""
-        r, n = self.rank, self.size
-        return -(-r * m // n), -(-(r + 1) * m // n)
 
     def attach(self, exp) -> None:
         """Make a built experiment data-parallel: the trainer's hooks, dropout's global draws,
@@ -114,15 +109,19 @@ class DataParallel:
 
     def local(self, xb, tb):
         """This rank's rows of the global batch (xb, tb)."""
-        self.m = len(xb)
-        self.lo, self.hi = self.rows(self.m)
-        return xb[self.lo : self.hi], tb[self.lo : self.hi]
+        m = self.m = len(xb)
+        lo, hi = rank_rows(self.rank, self.size, m)
+        self.n = hi - lo
+        if not self.n:  # fewer rows than ranks: compute on a stand-in row (every layer, dropout's
+            lo, hi = m - 1, m  # draws included, runs as on the other ranks), its gradient dropped
+        self.lo, self.hi = lo, hi
+        return xb[lo:hi], tb[lo:hi]
 
     def batch_loss(self, value: float, n: int, trainer) -> float:
         """The global batch's loss from this rank's `value` over its n rows; agrees on a stop
         request too (one Allreduce of two numbers)."""
         buf = self._buf
-        buf[0] = value * n if self.mean else value
+        buf[0] = (value * n if self.mean else value) if n else 0.0
         buf[1] = _STOP_CODES.get(self.local_stop, 0.0)
         self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
         if buf[1] and trainer.stop_requested is None:
@@ -130,8 +129,10 @@ class DataParallel:
         return float(buf[0]) / self.m if self.mean else float(buf[0])
 
     def allreduce_grad(self, grad, n: int) -> None:
-        """grad ← Σ_r w_r·grad_r in place, w_r = n_r/m for a mean loss (1 for a sum)."""
-        if self.mean and n != self.m:
+        """grad ← Σ_r w_r·grad_r in place, w_r = n_r/m for a mean loss (1 for a sum; 0 for a stand-in row)."""
+        if not n:
+            grad.fill(0.0)
+        elif self.mean and n != self.m:
             grad *= n / self.m
         self.comm.Allreduce(self.MPI.IN_PLACE, grad, op=self.MPI.SUM)
 
@@ -190,6 +191,12 @@ class DataParallel:
             lines += [f"  rank {self.rank}: {line}" for line in tail.text().strip().splitlines()[-12:]]
         print("\n".join(lines), file=sys.__stderr__, flush=True)
         self.comm.Abort(code or 1)
+
+
+def rank_rows(rank: int, size: int, m: int) -> tuple[int, int]:
+    """Rank r's contiguous rows [⌈r·m/N⌉, ⌈(r+1)·m/N⌉) of a batch of m: sizes differ by at most
+    one, the first ranks get the extra rows, and a batch of fewer rows than ranks leaves the last empty."""
+    return -(-rank * m // size), -(-(rank + 1) * m // size)
 
 
 class GlobalDraws:

@@ -310,20 +310,20 @@ class Trainer:
         for step, (xb, tb) in enumerate(batches.epoch(self.rng, skip), start=skip + 1):
             for aug in self.augment:
                 xb, tb = aug(xb, tb, self.augment_rng, self.n_classes)
+            n = len(xb)
             if self.dp is not None:  # data-parallel: this rank's rows of the global batch
                 xb, tb = self.dp.local(xb, tb)
+                n = self.dp.n  # 0: no rows for this rank, a stand-in row whose gradient is dropped
             pred = net.forward(xb, training=True)
-            value = loss.forward(pred, tb) if len(xb) else 0.0
-            total = value if self.dp is None else self.dp.batch_loss(value, len(xb), self)
+            value = loss.forward(pred, tb)
+            total = value if self.dp is None else self.dp.batch_loss(value, n, self)
             if not math.isfinite(total):
                 return "diverged", f"loss became {total} at epoch {epoch}, step {step}"
-            if len(xb):
-                acc.add(pred, tb, value, len(xb))
-                net.backward(loss.backward())
-            else:  # more ranks than rows in this batch: nothing to add
-                net.grad.fill(0.0)
+            if n:
+                acc.add(pred, tb, value, n)
+            net.backward(loss.backward())
             if self.dp is not None:
-                self.dp.allreduce_grad(net.grad, len(xb))
+                self.dp.allreduce_grad(net.grad, n)
             if self._reg_slices is not None:
                 self._reg_grad()
             if self.cfg.clip_grad_norm is not None or self.cfg.clip_grad_value is not None:
