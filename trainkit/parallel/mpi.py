@@ -3,7 +3,7 @@
 Every rank loads the same data and builds the same model, and draws the same global batches
 (the shuffle and augmentation streams are the single process's, and dropout masks are drawn
 for the whole global batch on every rank). Of a global batch of m rows, rank r of N takes the
-contiguous rows [⌈r·m/N⌉, ⌈(r+1)·m/N⌉) and computes the gradient of its own loss. For a mean
+contiguous share of rows (sizes differ by one at most) and computes the gradient of its own loss. For a mean
 loss that gradient is weighted by n_r/m, so that one in-place Allreduce(SUM) of the flat
 gradient buffer gives every rank
     g = Σ_r (n_r/m) · ∇(1/n_r) Σ_{i∈r} ℓ_i = ∇(1/m) Σ_i ℓ_i,
@@ -194,9 +194,11 @@ class DataParallel:
 
 
 def rank_rows(rank: int, size: int, m: int) -> tuple[int, int]:
-    """Rank r's contiguous rows [⌈r·m/N⌉, ⌈(r+1)·m/N⌉) of a batch of m: sizes differ by at most
-    one, the first ranks get the extra rows, and a batch of fewer rows than ranks leaves the last empty."""
-    return -(-rank * m // size), -(-(rank + 1) * m // size)
+    """Rank r's contiguous rows of a batch of m = q·N + e: the first e ranks take q + 1 rows, the
+    others q, in rank order (a batch of fewer rows than ranks leaves the last ranks empty)."""
+    q, e = divmod(m, size)
+    lo = rank * q + min(rank, e)
+    return lo, lo + q + (rank < e)
 
 
 class GlobalDraws:
