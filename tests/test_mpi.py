@@ -243,14 +243,15 @@ def test_workers_flag_launches_mpiexec(tmp_path, single):
     assert_same(run, doc["params"], doc["history"], 1e-10)
 
 
-def test_sigint_stops_every_rank_with_130_and_the_run_resumes_with_other_n(tmp_path, single):
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_every_rank_and_the_run_resumes_with_other_n(sig, code, tmp_path, single):
     cfg, _ = single["mlp"]
     run = tmp_path / "run"
     proc = start_mpi(2, "train", cfg, "--set", "train.epochs=5000", "--set", "train.checkpoint_every=1", "-d", run)
     wait_for_rows(run / "metrics.csv", 3, proc)
-    proc.send_signal(signal.SIGINT)  # mpiexec passes it to every rank
+    proc.send_signal(sig)  # mpiexec passes it to every rank
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert "resume with: trainkit resume" in err
     stopped = json.loads((run / "summary.json").read_text())["epochs_run"]
     epochs = stopped + 3
@@ -307,3 +308,29 @@ def test_an_error_every_rank_shares_is_reported_by_rank_0(tmp_path, single):
     assert r.code == 2
     assert json.loads(r.stdout)["error"]["type"] == "config"
     assert "rank 0 of 3 failed" in r.stderr and "rank 1" not in r.stderr and "rank 2" not in r.stderr
+
+
+BATCH_NORM = """
+seed: 0
+data: {name: moons, n_samples: 120, noise: 0.2, val_fraction: 0.2}
+model:
+  name: sequential
+  layers: [{name: linear, out_features: 8}, {name: batch_norm1d}, relu, linear]
+optimizer: {name: adam, lr: 0.01}
+train: {epochs: 3, batch_size: 24, dtype: float64}
+"""
+
+
+def test_batch_norm_uses_per_rank_statistics(tmp_path):
+    """As torch DDP by default: each rank normalizes its rows by their own mean and variance,
+    so N ranks are not 1 process for a model with batch norm (the README says so)."""
+    cfg = tmp_path / "bn.yaml"
+    cfg.write_text(BATCH_NORM)
+    one = api.train(cfg)
+    out = tmp_path / "out.json"
+    r = run_mpi(2, "results", out, cfg, worker=True)
+    assert r.code == 0, r.stderr
+    got = json.loads(out.read_text())[0]
+    assert len(got["history"]) == 3 and all(np.isfinite(row["train_loss"]) for row in got["history"])
+    w = one.params["layers.0.weight"]
+    assert np.abs(np.asarray(got["params"]["layers.0.weight"]) - w).max() > 1e-6
