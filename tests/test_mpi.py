@@ -212,7 +212,7 @@ def test_float32_equal_to_round_off(tmp_path):
     r = run_mpi(3, "results", out, cfg, worker=True)
     assert r.code == 0, r.stderr
     got = json.loads(out.read_text())[0]
-    assert_same(one, got["params"], got["history"], 1e-5)
+    assert_same(one, got["params"], got["history"], 1e-6)  # measured: ~5e-8
 
 
 def test_rank_0_alone_prints_writes_the_run_dir_and_one_json_document(tmp_path, single):
