@@ -334,3 +334,39 @@ def test_batch_norm_uses_per_rank_statistics(tmp_path):
     assert len(got["history"]) == 3 and all(np.isfinite(row["train_loss"]) for row in got["history"])
     w = one.params["layers.0.weight"]
     assert np.abs(np.asarray(got["params"]["layers.0.weight"]) - w).max() > 1e-6
+
+
+# Batch norm over the global batch. Layers before it have no bias: its gradient is zero up to
+# round-off, which Adam's normalization would turn into a parameter made of summation noise.
+SYNC_BN_MLP = """
+seed: 3
+data: {name: moons, n_samples: 127, noise: 0.2, val_fraction: 0.2}
+model:
+  name: sequential
+  layers:
+    - {name: linear, out_features: 8, bias: false}
+    - batch_norm1d
+    - relu
+    - {name: linear, out_features: 8, bias: false}
+    - {name: batch_norm1d, momentum: null}
+    - relu
+    - linear
+optimizer: {name: adam, lr: 0.01}
+train: {epochs: 3, batch_size: 25, dtype: float64, sync_batch_norm: true}
+"""
+SYNC_BN_CNN = CNN2D.replace("padding: 1}", "padding: 1, bias: false}\n    - batch_norm2d").replace(
+    "dtype: float64", "dtype: float64, sync_batch_norm: true"
+)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_sync_batch_norm_gives_the_single_process_answer(n, tmp_path):
+    paths = []
+    for name, text in (("mlp", SYNC_BN_MLP), ("cnn", SYNC_BN_CNN)):
+        paths.append(tmp_path / f"{name}.yaml")
+        paths[-1].write_text(text)
+    out = tmp_path / "out.json"
+    r = run_mpi(n, "results", out, *paths, worker=True)
+    assert r.code == 0, r.stderr
+    for path, got in zip(paths, json.loads(out.read_text())):
+        assert_same(api.train(path), got["params"], got["history"], 1e-10)

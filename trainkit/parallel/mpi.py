@@ -99,6 +99,13 @@ class DataParallel:
             rng = getattr(layer, "rng", None)
             if rng is not None:
                 layer.rng = draws.setdefault(id(rng), GlobalDraws(rng, self))
+        if exp.loaded.config.train.sync_batch_norm:
+            from trainkit.nn.norm import _BatchNorm
+            from trainkit.parallel.sync_bn import synchronize
+
+            for layer in exp.net.layers:
+                if isinstance(layer, _BatchNorm):
+                    synchronize(layer, self)
         if exp.loaded.config.train.threads == "auto":
             share = max(1, (os.cpu_count() or 1) // self.size)
             exp.threads = share if exp.threads is None else min(exp.threads, share)
@@ -135,6 +142,16 @@ class DataParallel:
         elif self.mean and n != self.m:
             grad *= n / self.m
         self.comm.Allreduce(self.MPI.IN_PLACE, grad, op=self.MPI.SUM)
+
+    def weight(self) -> float:
+        """ρ = n_r/m: this rank's share of the global batch's loss (1 for a sum loss, 0 for a stand-in row)."""
+        if not self.n:
+            return 0.0
+        return self.n / self.m if self.mean else 1.0
+
+    def allreduce(self, buf) -> None:
+        """buf ← Σ over ranks, in place (float64 buffers: sync batch norm's sums)."""
+        self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
 
     # ------------------------------------------------------------------ per epoch
 
