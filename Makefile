@@ -19,9 +19,9 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	@touch $@
 
 # The oracle extras: torch (CPU build, pinned) for the torch-equivalence tests, matplotlib for plots;
-# ray and optuna for the sweep executors and tpe.
+# ray and optuna for the sweep executors and tpe; mpi for the data-parallel tests (mpiexec -n 2 and -n 3).
 $(VENV)/.installed-all: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[test,oracle,plot,tensorboard,images,ray,optuna]'
+	$(BIN)/python -m pip install -q -e '.[test,oracle,plot,tensorboard,images,ray,optuna,mpi]'
 	@touch $@
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python

@@ -292,12 +292,14 @@ def train(
     as it is, with the message "already finished, nothing to do"). `run_dir` (an open
     trainkit.runs.rundir.RunDir) overrides all three.
     `on_start(experiment)` runs once everything is built; `on_epoch(row)` after each epoch."""
+    from trainkit.parallel import world
     from trainkit.runs.rundir import RunDir, run_dir_for
 
     t0 = time.perf_counter()
     loaded = config if isinstance(config, LoadedConfig) else load_config(config, overrides)
     own = run_dir is None
-    if own:
+    dp = world()  # data-parallel under mpiexec: rank 0 alone writes the run directory
+    if own and (dp is None or dp.rank == 0):
         where = run_dir_for(loaded, output_dir, resume)
         if where is not None:
             run_dir = RunDir(
@@ -314,16 +316,22 @@ def train(
 
 
 def _train(loaded: LoadedConfig, run_dir, on_epoch, on_start, t0: float) -> RunResult:
+    from trainkit.parallel import world
     from trainkit.runs import checkpoint
     from trainkit.runs.rundir import portable_config
 
     exp = build(loaded)
     resolved = loaded.resolved()
     tr = exp.trainer
-    if run_dir is not None and run_dir.resume:
-        arrays, meta = run_dir.load_checkpoint()
-        path = run_dir.path / "checkpoint.npz"
-        checkpoint.check_matches(meta.get("config"), portable_config(resolved, loaded.base_dir, run_dir.path), path)
+    dp = world()
+    if dp is not None:
+        dp.attach(exp)
+    stored = dp.shared_checkpoint(run_dir) if dp is not None else None
+    if stored is not None or (dp is None and run_dir is not None and run_dir.resume):
+        arrays, meta = stored or run_dir.load_checkpoint()
+        path = run_dir.path / "checkpoint.npz" if run_dir is not None else None
+        if run_dir is not None:
+            checkpoint.check_matches(meta.get("config"), portable_config(resolved, loaded.base_dir, run_dir.path), path)
         checkpoint.restore(exp, arrays, meta, path)
         if _finished(tr):  # report the run as it ended, and write nothing
             checkpoint.held_params(exp, arrays)
@@ -340,7 +348,7 @@ def _train(loaded: LoadedConfig, run_dir, on_epoch, on_start, t0: float) -> RunR
             on_epoch(row)
 
     a = exp.arrays
-    with _stop_on_signals(tr), blas_threads(exp.threads):
+    with dp.stop_on_signals() if dp is not None else _stop_on_signals(tr), blas_threads(exp.threads):
         out = tr.fit(a["X_train"], a["T_train"], a.get("X_val"), a.get("T_val"), on_epoch=epoch_hook)
     result = _result(exp, out, resolved, t0, run_dir)
     if run_dir is not None:

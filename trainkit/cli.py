@@ -187,9 +187,33 @@ def train(
     as_json: bool = JsonOpt,
     progress: ProgressMode = ProgressOpt,
     print_config: bool = typer.Option(False, "--print-config", help="Print the fully resolved config and exit."),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", min=1, help="Train data-parallel on N processes: runs `mpiexec -n N` (the mpi extra)."
+    ),
 ) -> None:
     """Train a model from a config and print the final metrics and parameters."""
+    if workers is not None and workers > 1 and not print_config:
+        _launch_workers(workers, config, set_, seed, output_dir, overwrite, resume, as_json, progress.value)
     _train(config, set_, seed, output_dir, overwrite, resume, as_json, progress.value, print_config)
+
+
+def _launch_workers(workers, config, set_, seed, output_dir, overwrite, resume, as_json, progress) -> None:
+    """`--workers N` outside an MPI job: this same command under `mpiexec -n N`; exits with its code."""
+    from trainkit.errors import TrainkitError
+    from trainkit.parallel import launched
+    from trainkit.parallel.mpi import launch
+
+    if launched():  # already one of the N ranks
+        return
+    args = ["train", str(config), *(a for s in set_ or [] for a in ("--set", s)), "--progress", progress]
+    args += ["--seed", str(seed)] if seed is not None else []
+    args += ["--output-dir", str(output_dir)] if output_dir is not None else []
+    args += [f for f, on in (("--overwrite", overwrite), ("--resume", resume), ("--json", as_json)) if on]
+    try:
+        code = launch(workers, args)
+    except TrainkitError as err:
+        _fail(err, as_json)
+    raise typer.Exit(code)
 
 
 @app.command(cls=_JsonUsageErrors)
@@ -782,8 +806,10 @@ def _interrupted(signum, frame) -> None:
 def main() -> None:
     import signal
 
+    from trainkit.parallel.mpi import run_cli
+
     signal.signal(signal.SIGINT, _interrupted)
-    app()
+    run_cli(app)  # under mpiexec: rank 0 prints, a failing rank stops the job
 
 
 if __name__ == "__main__":

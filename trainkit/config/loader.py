@@ -58,6 +58,9 @@ class TrainConfig(Strict):
     threads: Union[Literal["auto"], Annotated[int, Field(ge=1)]] = Field(
         "auto", description="BLAS threads: a number, or auto (1 for small models, up to one per core for large ones)"
     )
+    sync_batch_norm: bool = Field(
+        False, description="data-parallel (MPI) runs: batch norm statistics over the global batch, not each rank's rows"
+    )
 
 
 class RegularizationConfig(Strict):

@@ -147,6 +147,7 @@ class Trainer:
         # Step hooks (compress.prune.Pruner, compress.distill.Distiller): begin_step(xb) before
         # the forward pass, after_backward(), after_step(), end_epoch(row); their state_dict is checkpointed.
         self.hooks: list = []
+        self.dp = None  # data-parallel over MPI (trainkit.parallel.mpi.DataParallel.attach)
         if reg_cfg.l1 or reg_cfg.l2:
             self._reg_slices = [slice(0, net.flat.size)] if reg_cfg.apply_to_bias else net.weight_slices()
 
@@ -230,6 +231,8 @@ class Trainer:
                 if self.partial is not None:
                     self.rng.bit_generator.state = self.partial["shuffle_state"]
                     acc.load_state_dict(self.partial["acc"])
+                    if self.dp is not None:
+                        self.dp.keep_on_root(acc)
                     skip, self.partial = self.partial["step"], None
                 averaged = getattr(self.opt, "averaged_eval", False)  # schedule-free: step at y, evaluate at x
                 if averaged:
@@ -312,14 +315,22 @@ class Trainer:
         for step, (xb, tb) in enumerate(batches.epoch(self.rng, skip), start=skip + 1):
             for aug in self.augment:
                 xb, tb = aug(xb, tb, self.augment_rng, self.n_classes)
-            for h in self.hooks:
+            n = len(xb)
+            if self.dp is not None:  # data-parallel: this rank's rows of the global batch
+                xb, tb = self.dp.local(xb, tb)
+                n = self.dp.n  # 0: no rows for this rank, a stand-in row whose gradient is dropped
+            for h in self.hooks:  # on this rank's rows: a teacher's outputs must match them
                 h.begin_step(xb)
             pred = net.forward(xb, training=True)
             value = loss.forward(pred, tb)
-            if not math.isfinite(value):
-                return "diverged", f"loss became {value} at epoch {epoch}, step {step}"
-            acc.add(pred, tb, value, len(xb))
+            total = value if self.dp is None else self.dp.batch_loss(value, n, self)
+            if not math.isfinite(total):
+                return "diverged", f"loss became {total} at epoch {epoch}, step {step}"
+            if n:
+                acc.add(pred, tb, value, n)
             net.backward(loss.backward())
+            if self.dp is not None:
+                self.dp.allreduce_grad(net.grad, n)
             for h in self.hooks:
                 h.after_backward()
             if self._reg_slices is not None:
@@ -335,9 +346,13 @@ class Trainer:
                 h.after_step()
             self.last_lr = lr
             if self.stop_requested and step < batches.n_batches:
+                if self.dp is not None:
+                    self.dp.end_epoch(acc, net)
                 state = shuffle_state or self.rng.bit_generator.state
                 self.partial = {"step": step, "acc": acc.state_dict(), "shuffle_state": state}
                 return "interrupted", f"stopped by {self.stop_requested} in epoch {epoch} after step {step}"
+        if self.dp is not None:
+            self.dp.end_epoch(acc, net)
         if not bool(xp.isfinite(net.flat).all()):
             return "diverged", f"parameters became non-finite in epoch {epoch}"
         return None
