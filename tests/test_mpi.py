@@ -352,7 +352,7 @@ model:
     - relu
     - linear
 optimizer: {name: adam, lr: 0.01}
-train: {epochs: 3, batch_size: 25, dtype: float64, sync_batch_norm: true}
+train: {epochs: 3, batch_size: 24, dtype: float64, sync_batch_norm: true}  # last batch 5: 3+2, 2+2+1 rows
 """
 SYNC_BN_CNN = CNN2D.replace("padding: 1}", "padding: 1, bias: false}\n    - batch_norm2d").replace(
     "dtype: float64", "dtype: float64, sync_batch_norm: true"
