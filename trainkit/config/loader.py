@@ -42,6 +42,9 @@ class TrainConfig(Strict):
     )
     shuffle: bool = Field(True, description="reshuffle the training set every epoch")
     dtype: Literal["float32", "float64"] = Field("float32", description="precision of parameters and arithmetic")
+    device: str = Field(
+        "cpu", pattern=r"^(cpu|cuda(:[0-9]+)?)$", description="cpu, or cuda / cuda:N (a GPU, through CuPy)"
+    )
     log_every: Optional[Annotated[int, Field(ge=1)]] = Field(
         None, description="epochs between plain log lines; default: about 50 lines per run"
     )

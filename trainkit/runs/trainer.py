@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from trainkit.backend import to_numpy, xp
+from trainkit.backend import take_rows, to_device, to_numpy, xp
 from trainkit.metrics import MetricAccumulator, default_metrics, target_stats
 from trainkit.runs import divergence
 
@@ -327,7 +327,7 @@ class Trainer:
                 state = shuffle_state or self.rng.bit_generator.state
                 self.partial = {"step": step, "acc": acc.state_dict(), "shuffle_state": state}
                 return "interrupted", f"stopped by {self.stop_requested} in epoch {epoch} after step {step}"
-        if not bool(xp.isfinite(net.flat).all()):
+        if not bool(to_numpy(xp.isfinite(net.flat).all())):
             return "diverged", f"parameters became non-finite in epoch {epoch}"
         return None
 
@@ -390,13 +390,8 @@ class _Batches:
             for start in range(skip * bs, n, bs):
                 yield X[start : start + bs], T[start : start + bs]
             return
-        order = rng.permutation(n)
+        order = to_device(rng.permutation(n))
         for start in range(skip * bs, n, bs):
             idx = order[start : start + bs]
             m = len(idx)
-            # mode="clip" (the indices are valid anyway) lets take write straight into `out`;
-            # the default mode buffers the copy and is 2-4x slower.
-            yield (
-                xp.take(X, idx, axis=0, out=self.xbuf[:m], mode="clip"),
-                xp.take(T, idx, axis=0, out=self.tbuf[:m], mode="clip"),
-            )
+            yield take_rows(X, idx, self.xbuf[:m]), take_rows(T, idx, self.tbuf[:m])
