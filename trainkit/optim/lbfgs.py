@@ -171,11 +171,11 @@ class LBFGS(Optimizer):
                 al = [0.0] * len(self.old_dirs)
                 q = -flat_grad
                 for i in range(len(self.old_dirs) - 1, -1, -1):
-                    al[i] = float(self.old_stps[i] @ q) * self.ro[i]
+                    al[i] = scalar(self.old_stps[i] @ q) * self.ro[i]
                     q -= al[i] * self.old_dirs[i]
                 d = q * self.H_diag
                 for i in range(len(self.old_dirs)):
-                    be_i = float(self.old_dirs[i] @ d) * self.ro[i]
+                    be_i = scalar(self.old_dirs[i] @ d) * self.ro[i]
                     d += (al[i] - be_i) * self.old_stps[i]
             self.prev_flat_grad = flat_grad.copy()
             self.prev_loss = loss

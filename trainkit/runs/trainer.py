@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from trainkit.backend import take_rows, to_device, to_numpy, xp
+from trainkit.backend import scalar, take_rows, to_device, to_numpy, xp
 from trainkit.metrics import MetricAccumulator, default_metrics, target_stats
 from trainkit.runs import divergence
 
@@ -156,9 +156,9 @@ class Trainer:
         for sl in self._reg_slices:
             w = p[sl]
             if self.reg.l1:
-                total += self.reg.l1 * float(xp.abs(w).sum())
+                total += self.reg.l1 * scalar(xp.abs(w).sum())
             if self.reg.l2:
-                total += self.reg.l2 * float(xp.vdot(w, w))
+                total += self.reg.l2 * scalar(xp.vdot(w, w))
         return total
 
     def _reg_grad(self) -> None:
@@ -177,7 +177,7 @@ class Trainer:
             xp.clip(g, -v, v, out=g)
         if self.cfg.clip_grad_norm is not None:
             # torch.nn.utils.clip_grad_norm_: scale by max_norm / (‖g‖ + 1e-6) when that is < 1
-            coef = self.cfg.clip_grad_norm / (math.sqrt(float(xp.vdot(g, g))) + 1e-6)
+            coef = self.cfg.clip_grad_norm / (math.sqrt(scalar(xp.vdot(g, g))) + 1e-6)
             if coef < 1.0:
                 g *= coef
 
