@@ -15,14 +15,13 @@ import json
 
 import numpy as np
 import pytest
+from conftest import CONFIGS
 
 import trainkit.api as api
 import trainkit.runs.inference as inference
 from trainkit import backend, registry
 from trainkit.backend import strict as strict_mod
 from trainkit.backend.strict import strict
-
-from conftest import CONFIGS
 
 MOONS = ["data.n_samples=240", "train.epochs=2", "train.batch_size=64"]
 CNN = """

@@ -201,7 +201,9 @@ def train(
     device: Optional[str] = DeviceOpt,
 ) -> None:
     """Train a model from a config and print the final metrics and parameters."""
-    _train(config, _with_device(set_, device), seed, output_dir, overwrite, resume, as_json, progress.value, print_config)
+    _train(
+        config, _with_device(set_, device), seed, output_dir, overwrite, resume, as_json, progress.value, print_config
+    )
 
 
 @app.command(cls=_JsonUsageErrors)
