@@ -8,14 +8,15 @@ step's scalars, computed on the host exactly as the numpy rule computes them. Th
 repeats the numpy rule's operations in its order, and is compiled with --fmad=false (no fused
 multiply-add contraction), so each operation rounds as numpy's does.
 
-`run_numpy(plan)` executes the same body with numpy (the statements are also valid Python once
-`T ` declarations are dropped and sqrt/max mapped to numpy): tests/test_cuda_kernels.py checks
+`run_numpy(plan)` executes the same body with numpy (each statement parsed as Python arithmetic, `T `
+declarations dropped, sqrt/max mapped to numpy): tests/test_cuda_kernels.py checks
 it against the numpy rules bit for bit on a machine without a GPU. The CUDA compilation and
 launch themselves are only exercised on a GPU (tests/test_gpu.py).
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 import math
 from dataclasses import dataclass, field
@@ -96,18 +97,36 @@ def planner(opt):
 
 
 def run_numpy(plan: Plan) -> None:
-    """Execute the kernel body with numpy arrays (the CPU check of the CUDA source)."""
+    """Execute the kernel body with numpy arrays (the CPU check of the CUDA source): each
+    statement `x = expr;` evaluated operation by operation in the body's order."""
     dtype = next(iter(plan.outputs.values())).dtype
-    env = {"sqrt": np.sqrt, "max": np.maximum}
-    env.update(plan.inputs)
+    env = dict(plan.inputs)
     env.update({k: v.copy() for k, v in plan.outputs.items()})
     env.update({k: dtype.type(v) for k, v in plan.scalars.items()})
     for stmt in plan.body.split(";"):
         stmt = stmt.strip().removeprefix("T ")
         if stmt:
-            exec(stmt, env)  # noqa: S102 - our own kernel source, never user input
+            (assign,) = ast.parse(stmt).body
+            env[assign.targets[0].id] = _evaluate(assign.value, env)
     for k, arr in plan.outputs.items():
         arr[...] = env[k]
+
+
+_OPS = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.divide}
+_CALLS = {"sqrt": np.sqrt, "max": np.maximum}
+
+
+def _evaluate(node, env):
+    """The kernel's arithmetic on numpy values: + − × ÷, unary −, sqrt, max, names."""
+    if isinstance(node, ast.Name):
+        return env[node.id]
+    if isinstance(node, ast.BinOp):
+        return _OPS[type(node.op)](_evaluate(node.left, env), _evaluate(node.right, env))
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return np.negative(_evaluate(node.operand, env))
+    if isinstance(node, ast.Call):
+        return _CALLS[node.func.id](*(_evaluate(a, env) for a in node.args))
+    raise ValueError(f"not kernel arithmetic: {ast.dump(node)}")
 
 
 @functools.cache
