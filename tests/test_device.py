@@ -253,3 +253,12 @@ def test_list_devices_shows_cpu_and_why_no_cuda(cli):
     assert r.code == 0 and "cpu" in r.stdout
     if importlib.util.find_spec("cupy") is None:
         assert "no cuda device" in r.stdout and "trainkit[cuda12]" in r.stdout
+
+
+def test_lr_find_on_a_device_is_refused_not_a_traceback(fake_gpu, configs_dir):
+    from trainkit.config import load_config
+    from trainkit.errors import ConfigError
+    from trainkit.optim.lr_find import lr_find
+
+    with pytest.raises(ConfigError, match="lr-find runs on the CPU"):
+        lr_find(load_config(configs_dir / "mlp_moons.yaml", ["train.device=cuda"]))
