@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= configs/linreg.yaml
 
-.PHONY: run test test-all bench lint fmt clean
+.PHONY: run test test-all bench bench-gpu lint fmt clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,12 @@ test-all: $(VENV)/.installed-all
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run
+
+# On a GPU machine (CuPy, torch with CUDA; no registry needed): `pytest -m gpu` and
+# benchmarks/gpu.py in one go, about 8 minutes, with the machine's own Python (no .venv).
+# CI has no GPU: there the gpu tests skip, test_device.py and test_cuda_kernels.py run.
+bench-gpu:
+	PYTHON=$(PYTHON) bash scripts/gpu_check.sh
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check trainkit tests benchmarks

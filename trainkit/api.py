@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from trainkit import registry
-from trainkit.backend import dtype_of
+from trainkit.backend import dtype_of, to_device, using
+from trainkit.backend.device import DeviceError, array_module
 from trainkit.backend.threads import blas_threads, resolve_threads
 from trainkit.config import LoadedConfig, load_config
 from trainkit.data.augment import build_augmentations
@@ -48,6 +49,7 @@ class Experiment:
     info: dict[str, Any]
     head: Head  # what the model outputs, its loss, and how outputs become predictions
     threads: int | None = None  # BLAS threads for training (None: the BLAS's own setting)
+    xp: Any = np  # the array module the run computes with (train.device): numpy or cupy
 
     @property
     def task(self) -> str:
@@ -85,11 +87,27 @@ def load_init(loaded: LoadedConfig, net, path_str: str) -> None:
                 key,
                 f"{path_str}: {k} has shape {arrays[k].shape}, the model needs {tuple(v.shape)}",
             )
-        v[...] = arrays[k]
+        v[...] = to_device(arrays[k])
+
+
+def device_module(loaded: LoadedConfig):
+    """The array module of the config's train.device; ConfigError (exit 2) if unusable."""
+    try:
+        return array_module(loaded.config.train.device)
+    except DeviceError as e:
+        raise loaded.error(("train", "device"), e.reason, e.hint) from None
 
 
 def build(loaded: LoadedConfig) -> Experiment:
-    """Resolve the config into data, model, loss, optimizer, schedule and trainer."""
+    """Resolve the config into data, model, loss, optimizer, schedule and trainer, their
+    arrays on the config's device (run the experiment inside `using(experiment.xp)`)."""
+    with using(device_module(loaded)) as xp:
+        exp = _build(loaded)
+        exp.xp = xp
+        return exp
+
+
+def _build(loaded: LoadedConfig) -> Experiment:
     cfg = loaded.config
     seed = cfg.seed
     dtype = dtype_of(cfg.train.dtype)
@@ -309,7 +327,8 @@ def train(
                 checkpoint_every=loaded.config.train.checkpoint_every,
             )
     try:
-        return _train(loaded, run_dir, on_epoch, on_start, t0)
+        with using(device_module(loaded)):
+            return _train(loaded, run_dir, on_epoch, on_start, t0)
     finally:
         if own and run_dir is not None:
             run_dir.close()

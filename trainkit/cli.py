@@ -114,6 +114,17 @@ JsonOpt = typer.Option(False, "--json", help="Write exactly one JSON document to
 OutOpt = typer.Option(
     None, "--output-dir", "-d", help="Write the run directory here (config, metrics, checkpoints, summary)."
 )
+DeviceOpt = typer.Option(
+    None, "--device", metavar="cpu|cuda|cuda:N", help="Compute on this device (train.device; cuda needs CuPy)."
+)
+
+
+def _with_device(overrides, device: Optional[str]) -> list:
+    """--device as a train.device override (checked by the config schema)."""
+    extra = list(overrides or [])
+    return extra if device is None else [*extra, (f"train.device={json.dumps(device)}", f"--device {device}")]
+
+
 ProgressOpt = typer.Option(ProgressMode.auto, "--progress", help="auto: a bar on terminals, plain lines elsewhere.")
 
 
@@ -190,14 +201,17 @@ def train(
     workers: Optional[int] = typer.Option(
         None, "--workers", min=1, help="Train data-parallel on N processes: runs `mpiexec -n N` (the mpi extra)."
     ),
+    device: Optional[str] = DeviceOpt,
 ) -> None:
     """Train a model from a config and print the final metrics and parameters."""
     if workers is not None and workers > 1 and not print_config:
-        _launch_workers(workers, config, set_, seed, output_dir, overwrite, resume, as_json, progress.value)
-    _train(config, set_, seed, output_dir, overwrite, resume, as_json, progress.value, print_config)
+        _launch_workers(workers, config, set_, seed, output_dir, overwrite, resume, as_json, progress.value, device)
+    _train(
+        config, _with_device(set_, device), seed, output_dir, overwrite, resume, as_json, progress.value, print_config
+    )
 
 
-def _launch_workers(workers, config, set_, seed, output_dir, overwrite, resume, as_json, progress) -> None:
+def _launch_workers(workers, config, set_, seed, output_dir, overwrite, resume, as_json, progress, device) -> None:
     """`--workers N` outside an MPI job: this same command under `mpiexec -n N`; exits with its code."""
     from trainkit.errors import TrainkitError
     from trainkit.parallel import launched
@@ -208,6 +222,7 @@ def _launch_workers(workers, config, set_, seed, output_dir, overwrite, resume, 
     args = ["train", str(config), *(a for s in set_ or [] for a in ("--set", s)), "--progress", progress]
     args += ["--seed", str(seed)] if seed is not None else []
     args += ["--output-dir", str(output_dir)] if output_dir is not None else []
+    args += ["--device", device] if device is not None else []
     args += [f for f, on in (("--overwrite", overwrite), ("--resume", resume), ("--json", as_json)) if on]
     try:
         code = launch(workers, args)
@@ -222,9 +237,10 @@ def resume(
     set_: Optional[list[str]] = SetOpt,
     as_json: bool = JsonOpt,
     progress: ProgressMode = ProgressOpt,
+    device: Optional[str] = DeviceOpt,
 ) -> None:
     """Continue a stopped run from its last checkpoint (same as train RUN_DIR/config.yaml --resume)."""
-    _train(run_dir / "config.yaml", set_, None, run_dir, False, True, as_json, progress.value)
+    _train(run_dir / "config.yaml", _with_device(set_, device), None, run_dir, False, True, as_json, progress.value)
 
 
 @app.command("compare-optimizers", cls=_JsonUsageErrors)
@@ -493,6 +509,7 @@ def evaluate(
     ignore_extra: bool = IgnoreExtraOpt,
     model: str = ModelOpt,
     as_json: bool = JsonOpt,
+    device: str = typer.Option("cpu", "--device", metavar="cpu|cuda|cuda:N", help="Compute on this device."),
 ) -> None:
     """Metrics of a trained run on its test split (or a given file)."""
     from trainkit.errors import TrainkitError
@@ -500,7 +517,7 @@ def evaluate(
     from trainkit.runs import inference
 
     try:
-        out = inference.evaluate(run_dir, str(data) if data else None, ignore_extra, model)
+        out = inference.evaluate(run_dir, str(data) if data else None, ignore_extra, model, device)
     except TrainkitError as err:
         _fail(err, as_json)
     if as_json:
@@ -522,6 +539,7 @@ def predict(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output file."),
     ignore_extra: bool = IgnoreExtraOpt,
     model: str = ModelOpt,
+    device: str = typer.Option("cpu", "--device", metavar="cpu|cuda|cuda:N", help="Compute on this device."),
 ) -> None:
     """Predict with a trained run: labels (and class probabilities) or values, as CSV."""
     from trainkit.errors import TrainkitError
@@ -530,7 +548,7 @@ def predict(
     try:
         if output is not None:
             inference.check_output(run_dir, data, output, overwrite)
-        header, rows = inference.predict(run_dir, str(data), ignore_extra, model)
+        header, rows = inference.predict(run_dir, str(data), ignore_extra, model, device)
     except TrainkitError as err:
         _fail(err, False)
     text = inference.to_csv(header, rows)
@@ -589,13 +607,15 @@ def list_(
     kind: Optional[str] = typer.Argument(
         None,
         help="datasets, augmentations, models, layers, losses, optimizers, schedules, "
-        "sections (seed, train, regularization, output, compare) or problems (playground).",
+        "sections (seed, train, regularization, output, compare), problems (playground) or devices.",
     ),
 ) -> None:
     """List the registered components and the config's other keys, with their defaults."""
     from trainkit import registry
 
     kinds = (*registry.KINDS, "sections", "problems")
+    if kind in ("devices", "device"):
+        return _list_devices()
     if kind is not None:
         k = kind if kind in kinds else kind + "s"
         if k not in kinds:
@@ -645,6 +665,26 @@ def list_(
         else:
             table = components(k, registry.entries(k))
         console.print(table)
+
+
+def _list_devices() -> None:
+    """`trainkit list devices`: cpu, each GPU CuPy sees, and why there is none."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from trainkit.backend.device import INSTALL, list_devices
+    from trainkit.report.terminal import choose_mode, make_console
+
+    rows, why = list_devices()
+    table = Table(title="devices (train.device, --device)", title_justify="left")
+    for col in ("device", "name", "memory"):
+        table.add_column(col, style="bold" if col == "device" else None)
+    for r in rows:
+        table.add_row(r["device"], r["name"], "" if r["memory_gb"] is None else f"{r['memory_gb']} GiB")
+    console = make_console(sys.stdout, plain=choose_mode("auto", sys.stdout) == "plain")
+    console.print(table)
+    if why:
+        console.print(escape(f"no cuda device: {why}" + ("" if "no GPU" in why else f"; install: {INSTALL}")))
 
 
 def _plain_console():

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from trainkit.backend import xp
+from trainkit.backend import scalar, xp
 from trainkit.config.base import Component
 from trainkit.nn.layers import sigmoid, softmax
 from trainkit.registry import register
@@ -62,7 +62,7 @@ class MSE(Loss):
     def forward(self, pred, target):
         self.diff = pred - target
         self.s = self._scale(self.diff.size)
-        return float(xp.vdot(self.diff, self.diff)) * self.s
+        return scalar(xp.vdot(self.diff, self.diff)) * self.s
 
     def backward(self):
         return self.diff * (2.0 * self.s)
@@ -81,7 +81,7 @@ class MAE(Loss):
     def forward(self, pred, target):
         self.diff = pred - target
         self.s = self._scale(self.diff.size)
-        return float(xp.abs(self.diff).sum()) * self.s
+        return scalar(xp.abs(self.diff).sum()) * self.s
 
     def backward(self):
         return xp.sign(self.diff) * self.s
@@ -103,7 +103,7 @@ class Huber(Loss):
         self.d, self.s, delta = d, self._scale(d.size), self.cfg.delta
         self.small = xp.abs(d) < delta
         per = xp.where(self.small, 0.5 * d * d, delta * (xp.abs(d) - 0.5 * delta))
-        return float(per.sum()) * self.s
+        return scalar(per.sum()) * self.s
 
     def backward(self):
         return xp.where(self.small, self.d, self.cfg.delta * xp.sign(self.d)) * self.s
@@ -134,7 +134,7 @@ class BCE(Loss):
         with xp.errstate(divide="ignore"):
             logp = xp.maximum(xp.log(pred), -100.0)
             log1mp = xp.maximum(xp.log(1.0 - pred), -100.0)
-        return float(-(target * logp + (1.0 - target) * log1mp).sum()) * self.s
+        return scalar(-(target * logp + (1.0 - target) * log1mp).sum()) * self.s
 
     def backward(self):
         p = self.p
@@ -161,7 +161,7 @@ class BCEWithLogits(Loss):
         z, y, w = pred, target, self.cfg.pos_weight
         self.z, self.y, self.s = z, y, self._scale(z.size)
         sp = xp.log1p(xp.exp(-xp.abs(z))) + xp.maximum(-z, 0)
-        return float(((1.0 - y) * z + (1.0 + (w - 1.0) * y) * sp).sum()) * self.s
+        return scalar(((1.0 - y) * z + (1.0 + (w - 1.0) * y) * sp).sum()) * self.s
 
     def backward(self):
         w, y = self.cfg.pos_weight, self.y
@@ -210,7 +210,7 @@ class CrossEntropy(Loss):
             q = target if not eps else (1.0 - eps) * target + eps / c
             self.q = q
             loss = -(q * logp).sum()
-        return float(loss) * self.s
+        return scalar(loss) * self.s
 
     def backward(self):
         g = self.probs.copy()

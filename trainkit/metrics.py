@@ -9,7 +9,8 @@ the same on y and t). Evaluated splits are summed in the target's units directly
 accuracy; binary adds precision, recall and f1 for the positive class (label index 1).
 
 Per batch only what changes is summed (squared and absolute errors, correct counts, a
-confusion count); r2's total sum of squares depends on the split's targets alone, so it is
+confusion count), on the run's device: the sums are read to the host once, when the epoch's
+result (or a mid-epoch checkpoint) asks for them; r2's total sum of squares depends on the split's targets alone, so it is
 computed once per split (`target_stats`), which keeps tiny full-batch steps cheap.
 """
 
@@ -33,6 +34,21 @@ def default_metrics(task: str, loss_name: str, scaled: bool = False) -> list[str
     a metric of the same name is left out, unless the targets are scaled: then the train loss
     is on scaled targets and the metric, in the target's units, differs from it."""
     return [m for m in DEFAULT_METRICS[task] if m != loss_name or scaled]
+
+
+def _host(v):
+    """A running sum as host data: a Python number, or a numpy array (per-output sums)."""
+    v = to_numpy(v)
+    return v.item() if isinstance(v, np.generic) or (isinstance(v, np.ndarray) and v.ndim == 0) else v
+
+
+def _f64(a):
+    """A device number kept in float64 on the device; a host one as a Python float (faster)."""
+    return float(a) if isinstance(a, np.generic) else a.astype(xp.float64)
+
+
+def _items(kv):
+    return kv[0], _host(kv[1])
 
 
 def true_labels(target):
@@ -87,7 +103,7 @@ class MetricAccumulator:
         return {
             "loss_sum": self.loss_sum,
             "n": self.n,
-            "sums": {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in self.sums.items()},
+            "sums": {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in map(_items, self.sums.items())},
         }
 
     def load_state_dict(self, s: dict) -> None:
@@ -105,31 +121,32 @@ class MetricAccumulator:
             d = pred - target.reshape(pred.shape)
             if self._sse:  # per output (an array), or a float for one output: a dot product
                 if d.shape[1] == 1:
-                    sse = float(xp.vdot(d, d))
+                    sse = _f64(xp.vdot(d, d))
                 else:
-                    sse = np.asarray(to_numpy(xp.square(d).sum(axis=0)), dtype=np.float64)
+                    sse = xp.square(d).sum(axis=0).astype(xp.float64)
                 s["sse"] = s["sse"] + sse if "sse" in s else sse
             if self._sae:
                 if self.factor is not None and d.shape[1] > 1:  # per output: each has its own factor
-                    sae = np.asarray(to_numpy(xp.abs(d, out=d).sum(axis=0)), dtype=np.float64)
+                    sae = xp.abs(d, out=d).sum(axis=0).astype(xp.float64)
                 else:
-                    sae = float(xp.abs(d, out=d).sum())
+                    sae = _f64(xp.abs(d, out=d).sum())
                 s["sae"] = s["sae"] + sae if "sae" in s else sae
             s["outputs"] = pred.shape[1]
         else:
             labels, truth = self.head.labels(pred), true_labels(target)
-            s["correct"] = s.get("correct", 0) + int((labels == truth).sum())
+            s["correct"] = s.get("correct", 0) + (labels == truth).sum()
             if self.task == "binary":
                 pos, true_pos = labels == 1, truth == 1
-                s["tp"] = s.get("tp", 0) + int((pos & true_pos).sum())
-                s["fp"] = s.get("fp", 0) + int(pos.sum()) - int((pos & true_pos).sum())
-                s["fn"] = s.get("fn", 0) + int(true_pos.sum()) - int((pos & true_pos).sum())
+                tp = (pos & true_pos).sum()
+                s["tp"] = s.get("tp", 0) + tp
+                s["fp"] = s.get("fp", 0) + pos.sum() - tp
+                s["fn"] = s.get("fn", 0) + true_pos.sum() - tp
 
     def result(self, split: str) -> dict[str, float]:
         """Mean loss per sample (or the epoch's total for reduction: sum) and each metric."""
         n = max(self.n, 1)
         out = {f"{split}_loss": self.loss_sum / n if self.loss_is_mean else self.loss_sum}
-        s = self.sums
+        s = dict(map(_items, self.sums.items()))
         sse = s.get("sse", 0.0)
         sse = sse.tolist() if isinstance(sse, np.ndarray) else [sse]  # per output
         f = self.factor

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, Field, ValidationError, create_model
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, create_model
 
 from trainkit import registry
 from trainkit.config.base import Component, Strict, by_name, named_union
@@ -35,6 +35,17 @@ class EarlyStoppingConfig(Strict):
     restore_best: bool = Field(True, description="end with the parameters of the best epoch")
 
 
+def _device(spec: str) -> str:
+    """train.device: cpu, cuda or cuda:N (whether it is usable is checked when a run builds)."""
+    from trainkit.backend.device import DeviceError, parse
+
+    try:
+        parse(spec)
+    except DeviceError as e:
+        raise ValueError(e.reason) from None
+    return spec
+
+
 class TrainConfig(Strict):
     epochs: int = Field(100, ge=1, le=10_000_000, description="passes over the training set")
     batch_size: Union[Literal["full"], Annotated[int, Field(ge=1)], None] = Field(
@@ -42,6 +53,9 @@ class TrainConfig(Strict):
     )
     shuffle: bool = Field(True, description="reshuffle the training set every epoch")
     dtype: Literal["float32", "float64"] = Field("float32", description="precision of parameters and arithmetic")
+    device: Annotated[str, AfterValidator(_device)] = Field(
+        "cpu", description="cpu, or cuda / cuda:N (a GPU, through CuPy: pip install 'trainkit[cuda12]')"
+    )
     log_every: Optional[Annotated[int, Field(ge=1)]] = Field(
         None, description="epochs between plain log lines; default: about 50 lines per run"
     )

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from trainkit.backend import xp
+from trainkit.backend import to_device, xp
 from trainkit.config.base import Component
 from trainkit.registry import register
 
@@ -29,7 +29,7 @@ class GaussianNoise:
         self.std = cfg.std
 
     def __call__(self, x, t, rng, n_classes):
-        return x + rng.normal(0.0, self.std, x.shape).astype(x.dtype), t
+        return x + to_device(rng.normal(0.0, self.std, x.shape).astype(x.dtype)), t
 
 
 class FeatureDropoutConfig(Component):
@@ -47,7 +47,7 @@ class FeatureDropout:
         self.p = cfg.p
 
     def __call__(self, x, t, rng, n_classes):
-        return x * (rng.random(x.shape) >= self.p), t
+        return x * to_device(rng.random(x.shape) >= self.p), t
 
 
 class MixupConfig(Component):
@@ -67,7 +67,7 @@ class Mixup:
 
     def __call__(self, x, t, rng, n_classes):
         lam = float(rng.beta(self.alpha, self.alpha))
-        perm = rng.permutation(len(x))
+        perm = to_device(rng.permutation(len(x)))
         if t.ndim == 1:  # integer classes -> one-hot
             t = xp.eye(n_classes, dtype=x.dtype)[t]
         return lam * x + (1.0 - lam) * x[perm], lam * t + (1.0 - lam) * t[perm]
@@ -112,8 +112,8 @@ class _Spatial:
 
     def _offsets(self, rng, n, x4, limit):
         """Integer offsets in [−limit, limit] along H (2-D data only) and W, per sample."""
-        dy = rng.integers(-limit, limit + 1, n) if x4.shape[2] > 1 else xp.zeros(n, xp.int64)
-        return dy, rng.integers(-limit, limit + 1, n)
+        dy = to_device(rng.integers(-limit, limit + 1, n)) if x4.shape[2] > 1 else xp.zeros(n, xp.int64)
+        return dy, to_device(rng.integers(-limit, limit + 1, n))
 
 
 class RandomCropConfig(Component):
@@ -165,7 +165,7 @@ class RandomFlip(_Spatial):
 
     def __call__(self, x, t, rng, n_classes):
         x4 = _samples(x, self.shape)
-        flip = rng.random(len(x)) < self.cfg.p
+        flip = to_device(rng.random(len(x)) < self.cfg.p)
         out = x4.copy()
         out[flip] = x4[flip, :, :, ::-1]
         return out.reshape(x.shape), t
@@ -186,8 +186,8 @@ class Cutout(_Spatial):
         x4 = _samples(x, self.shape)
         n, _, h, w = x4.shape
         s = self.cfg.size
-        cy = rng.integers(0, h, n) if h > 1 else xp.zeros(n, xp.int64)
-        cx = rng.integers(0, w, n)
+        cy = to_device(rng.integers(0, h, n)) if h > 1 else xp.zeros(n, xp.int64)
+        cx = to_device(rng.integers(0, w, n))
         r0 = cy - s // 2 if h > 1 else cy
         c0 = cx - s // 2
         rows, cols = xp.arange(h)[None, :], xp.arange(w)[None, :]

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from trainkit.backend import to_device
 from trainkit.config.base import Component
 from trainkit.nn.layers import Dropout
 from trainkit.nn.spatial import check_spatial
@@ -45,7 +46,7 @@ class _ChannelDropout(Dropout):
         if not training or self.p == 0:
             self.mask = None
             return x
-        keep = self.rng.random(x.shape[:2]) >= self.p
+        keep = to_device(self.rng.random(x.shape[:2]) >= self.p)
         self.mask = (keep.astype(x.dtype) / x.dtype.type(1.0 - self.p)).reshape(x.shape[:2] + (1,) * self.dims)
         return x * self.mask
 

@@ -25,7 +25,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, model_validator
 
-from trainkit.backend import xp
+from trainkit.backend import to_device, xp
 from trainkit.config.base import Component
 from trainkit.nn.init import init_linear
 from trainkit.nn.spatial import (
@@ -160,9 +160,9 @@ class _Conv(ShapedLayer):
 
     def reset_parameters(self, scheme, rng):
         w, b = init_conv(scheme, self.out_channels, self.W2.shape[1], self.kernel[0] * self.kernel[1], rng)
-        self.W2[...] = w
+        self.W2[...] = to_device(w)
         if self.b is not None:
-            self.b[...] = b
+            self.b[...] = to_device(b)
 
     def forward(self, x, training):
         x4 = to_4d(x, self.spatial_dims)

@@ -17,7 +17,7 @@ from typing import Literal, Optional
 
 from pydantic import Field
 
-from trainkit.backend import xp
+from trainkit.backend import to_device, xp
 from trainkit.config.base import Component
 from trainkit.nn.special import erfc
 from trainkit.registry import register
@@ -358,7 +358,7 @@ class Dropout(Layer):
         if not training or self.p == 0:
             self.mask = None
             return x
-        keep = self.rng.random(x.shape) >= self.p
+        keep = to_device(self.rng.random(x.shape) >= self.p)  # the host stream: the CPU run's masks
         self.mask = keep.astype(x.dtype) / x.dtype.type(1.0 - self.p)
         return x * self.mask
 

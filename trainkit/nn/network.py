@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from trainkit.backend import xp
+from trainkit.backend import to_device, xp
 from trainkit.nn.init import init_linear
 from trainkit.nn.layers import Dropout, Layer, Linear
 from trainkit.nn.spatial import ShapeError, fmt_shape
@@ -102,9 +102,9 @@ class Network:
         for layer in self.layers:
             if isinstance(layer, Linear):
                 w, b = init_linear(scheme, layer.out_features, layer.in_features, rng)
-                layer.W[...] = w
+                layer.W[...] = to_device(w)
                 if layer.b is not None:
-                    layer.b[...] = b
+                    layer.b[...] = to_device(b)
             elif hasattr(layer, "reset_parameters"):
                 layer.reset_parameters(scheme, rng)
 

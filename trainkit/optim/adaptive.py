@@ -11,7 +11,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator
 
-from trainkit.backend import xp
+from trainkit.backend import scalar, xp
 from trainkit.optim.optimizers import Optimizer, OptimizerConfig, _Betas, _WeightDecay
 from trainkit.optim.tensors import tensor_views
 from trainkit.registry import register
@@ -219,7 +219,7 @@ class Adafactor(Optimizer):
         rho = min(lr, 1.0 / self.t**0.5)
         for name, p in self.params.items():
             g = self.grads[name]
-            alpha = max(c.eps[1], float(xp.linalg.norm(p)) / p.size**0.5) * rho
+            alpha = max(c.eps[1], scalar(xp.linalg.norm(p)) / p.size**0.5) * rho
             if c.weight_decay:
                 p *= 1.0 - lr * c.weight_decay
             g2 = g * g
@@ -234,5 +234,5 @@ class Adafactor(Optimizer):
                 var += one_minus_beta2 * (g2 - var)
                 var = var.copy()
             u = g / xp.sqrt(xp.maximum(var, eps1 * eps1))
-            denom = max(1.0, float(xp.linalg.norm(u)) / (u.size**0.5 * c.d))
+            denom = max(1.0, scalar(xp.linalg.norm(u)) / (u.size**0.5 * c.d))
             p -= (alpha / denom) * u

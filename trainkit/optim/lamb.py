@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from trainkit.backend import xp
+from trainkit.backend import scalar, xp
 from trainkit.optim.optimizers import Optimizer, OptimizerConfig, _adam_moments, _Betas
 from trainkit.optim.tensors import tensor_views
 from trainkit.registry import register
@@ -60,8 +60,8 @@ class Lamb(Optimizer):
         if c.weight_decay:
             tmp += c.weight_decay * self.p
         for p, r in self.tensors:  # r: this tensor's part of the step in `tmp`
-            w_norm = min(float(xp.linalg.norm(p)), c.clamp_value)
-            r_norm = float(xp.linalg.norm(r))
+            w_norm = min(scalar(xp.linalg.norm(p)), c.clamp_value)
+            r_norm = scalar(xp.linalg.norm(r))
             trust = 1.0 if c.adam or w_norm == 0 or r_norm == 0 else w_norm / r_norm
             r *= lr * bias * trust
         self.p -= tmp

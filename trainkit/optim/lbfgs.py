@@ -14,7 +14,7 @@ from typing import ClassVar, Literal, Optional
 
 from pydantic import Field, model_validator
 
-from trainkit.backend import xp
+from trainkit.backend import scalar, xp
 from trainkit.optim.optimizers import Optimizer, OptimizerConfig
 from trainkit.registry import register
 
@@ -57,10 +57,10 @@ def _cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None):
 def _strong_wolfe(obj, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_change=1e-9, max_ls=25):
     """Step length t along d meeting the strong Wolfe conditions (bracketing, then zooming by
     cubic interpolation); torch's `_strong_wolfe`, line for line. obj(t) -> (f, g) at θ + t·d."""
-    d_norm = float(xp.abs(d).max())
+    d_norm = scalar(xp.abs(d).max())
     g = g.copy()
     f_new, g_new = obj(t)
-    evals, gtd_new = 1, float(g_new @ d)
+    evals, gtd_new = 1, scalar(g_new @ d)
     t_prev, f_prev, g_prev, gtd_prev = 0.0, f, g, gtd
     done, ls_iter = False, 0
     while ls_iter < max_ls:
@@ -80,7 +80,7 @@ def _strong_wolfe(obj, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_change=1e-9, 
         f_prev, g_prev, gtd_prev = f_new, g_new.copy(), gtd_new
         f_new, g_new = obj(t)
         evals += 1
-        gtd_new = float(g_new @ d)
+        gtd_new = scalar(g_new @ d)
         ls_iter += 1
     if ls_iter == max_ls:
         bracket, bracket_f, bracket_g = [0.0, t], [f, f_new], [g, g_new]
@@ -103,7 +103,7 @@ def _strong_wolfe(obj, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_change=1e-9, 
             insuf_progress = False
         f_new, g_new = obj(t)
         evals += 1
-        gtd_new = float(g_new @ d)
+        gtd_new = scalar(g_new @ d)
         ls_iter += 1
         if f_new > (f + c1 * t * gtd) or f_new >= bracket_f[low]:
             bracket[high], bracket_f[high], bracket_g[high], bracket_gtd[high] = t, f_new, g_new.copy(), gtd_new
@@ -146,7 +146,7 @@ class LBFGS(Optimizer):
         loss, flat_grad = self._evaluate()
         current_evals = 1
         self.func_evals += 1
-        if float(xp.abs(flat_grad).max()) <= c.tolerance_grad:
+        if scalar(xp.abs(flat_grad).max()) <= c.tolerance_grad:
             return
         d, t = self.d, self.step_t
         n_iter = 0
@@ -159,28 +159,28 @@ class LBFGS(Optimizer):
             else:
                 y = flat_grad - self.prev_flat_grad
                 s = d * t
-                ys = float(y @ s)
+                ys = scalar(y @ s)
                 if ys > 1e-10:
                     if len(self.old_dirs) == c.history_size:
                         self.old_dirs.pop(0), self.old_stps.pop(0), self.ro.pop(0)
                     self.old_dirs.append(y)
                     self.old_stps.append(s)
                     self.ro.append(1.0 / ys)
-                    self.H_diag = ys / float(y @ y)
+                    self.H_diag = ys / scalar(y @ y)
                 # two-loop recursion: q ← −g, back through the pairs, scale by H₀, forward again
                 al = [0.0] * len(self.old_dirs)
                 q = -flat_grad
                 for i in range(len(self.old_dirs) - 1, -1, -1):
-                    al[i] = float(self.old_stps[i] @ q) * self.ro[i]
+                    al[i] = scalar(self.old_stps[i] @ q) * self.ro[i]
                     q -= al[i] * self.old_dirs[i]
                 d = q * self.H_diag
                 for i in range(len(self.old_dirs)):
-                    be_i = float(self.old_dirs[i] @ d) * self.ro[i]
+                    be_i = scalar(self.old_dirs[i] @ d) * self.ro[i]
                     d += (al[i] - be_i) * self.old_stps[i]
             self.prev_flat_grad = flat_grad.copy()
             self.prev_loss = loss
-            t = min(1.0, 1.0 / float(xp.abs(flat_grad).sum())) * lr if self.n_iter == 1 else lr
-            gtd = float(flat_grad @ d)
+            t = min(1.0, 1.0 / scalar(xp.abs(flat_grad).sum())) * lr if self.n_iter == 1 else lr
+            gtd = scalar(flat_grad @ d)
             if gtd > -c.tolerance_change:
                 break
             ls_func_evals = 0
@@ -197,13 +197,13 @@ class LBFGS(Optimizer):
                     obj, t, d, loss, flat_grad, gtd, max_ls=c.max_eval - current_evals
                 )
                 self.p += t * d
-                opt_cond = float(xp.abs(flat_grad).max()) <= c.tolerance_grad
+                opt_cond = scalar(xp.abs(flat_grad).max()) <= c.tolerance_grad
             else:
                 self.p += t * d
                 opt_cond = False
                 if n_iter != c.max_iter:
                     loss, flat_grad = self._evaluate()
-                    opt_cond = float(xp.abs(flat_grad).max()) <= c.tolerance_grad
+                    opt_cond = scalar(xp.abs(flat_grad).max()) <= c.tolerance_grad
                     ls_func_evals = 1
             current_evals += ls_func_evals
             self.func_evals += ls_func_evals
@@ -211,7 +211,7 @@ class LBFGS(Optimizer):
                 n_iter == c.max_iter
                 or current_evals >= c.max_eval
                 or opt_cond
-                or float(xp.abs(d * t).max()) <= c.tolerance_change
+                or scalar(xp.abs(d * t).max()) <= c.tolerance_change
                 or abs(loss - self.prev_loss) < c.tolerance_change
             ):
                 break

@@ -108,6 +108,8 @@ def lr_find(
 
     check_options(start_lr, end_lr, steps, diverge, suggest)
     exp = api.build(loaded)
+    if exp.xp is not np:  # its loop runs outside the run's `using` block
+        raise loaded.error(("train", "device"), "lr-find runs on the CPU", "use --set train.device=cpu")
     tr, opt = exp.trainer, exp.trainer.opt
     X, T = exp.arrays["X_train"], exp.arrays["T_train"]
     n = len(X)

@@ -14,7 +14,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator
 
-from trainkit.backend import xp
+from trainkit.backend import scalar, xp
 from trainkit.optim.optimizers import AdamW, AdamWConfig, Optimizer, OptimizerConfig
 from trainkit.optim.tensors import tensor_slices
 from trainkit.registry import register
@@ -53,7 +53,7 @@ def newton_schulz(G, coefficients, steps: int, eps: float):
     a, b, c = coefficients
     tall = G.shape[0] > G.shape[1]
     X = G.T if tall else G
-    X = X / max(float(xp.linalg.norm(X)), eps)
+    X = X / max(scalar(xp.linalg.norm(X)), eps)
     for _ in range(steps):
         A = X @ X.T
         B = b * A + c * (A @ A)

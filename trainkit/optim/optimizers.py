@@ -16,7 +16,8 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from trainkit.backend import xp
+from trainkit.backend import current, xp
+from trainkit.backend.cuda_kernels import fused_step
 from trainkit.config.base import Component
 from trainkit.registry import register
 
@@ -161,10 +162,14 @@ class Optimizer:
         self.t = 0
         self.state = {k: xp.zeros_like(params) for k in self.state_names}
         self.tmp = xp.empty_like(params)  # scratch, so a step allocates nothing
+        self.fused = fused_step(self, current())  # on CuPy: the whole update as one kernel
 
     def step(self, lr: float) -> None:
         self.t += 1
-        self.update(lr)
+        if self.fused is None:
+            self.update(lr)
+        else:
+            self.fused(lr)
 
     def update(self, lr: float) -> None:
         raise NotImplementedError

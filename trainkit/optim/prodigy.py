@@ -11,7 +11,7 @@ from typing import ClassVar, Literal, Optional
 
 from pydantic import Field
 
-from trainkit.backend import xp
+from trainkit.backend import scalar, xp
 from trainkit.optim.optimizers import Optimizer, _Betas
 from trainkit.registry import register
 
@@ -56,14 +56,14 @@ class Prodigy(Optimizer):
         bias = (1 - b2 ** (k + 1)) ** 0.5 / (1 - b1 ** (k + 1)) if c.use_bias_correction else 1.0
         dlr = d * lr * bias
         xp.subtract(p0, self.p, out=tmp)
-        delta_numerator = (d / c.d0) * dlr * float(g @ tmp)
+        delta_numerator = (d / c.d0) * dlr * scalar(g @ tmp)
         m *= b1
         m += d * (1 - b1) * g
         v *= b2
         v += d * d * (1 - b2) * g * g
         s *= b3
         s += ((d / c.d0) * (d if c.safeguard_warmup else dlr)) * g
-        d_denom = float(xp.abs(s).sum())
+        d_denom = scalar(xp.abs(s).sum())
         if d_denom == 0:
             return  # no gradient yet: the reference leaves everything else as it was
         self.d_numerator = self.d_numerator * b3 + delta_numerator

@@ -11,7 +11,9 @@ the history so far, the run's config (checked on resume) and, once the run ended
 `result`. What evaluate/predict need besides the config and the parameters, so that a run
 is usable without its training data: the data state (feature names, classes, categories,
 feature and target scaling) and the model's sizes (`model`: in_features, out_features).
-Read back with allow_pickle=False: a checkpoint holds data only.
+Read back with allow_pickle=False: a checkpoint holds data only. Arrays are always host
+numpy arrays, whatever train.device the run computed on: a run checkpointed on a GPU resumes
+on the CPU (train.device may change on resume) and the other way round.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainkit.backend import to_numpy
+from trainkit.backend import to_device, to_numpy, xp
 from trainkit.errors import DataError, npz_reason
 
 # What a resumed run may change: how long it runs and how it logs. Anything else (model,
@@ -33,6 +35,7 @@ RESUMABLE = (
     "train.log_every",
     "train.checkpoint_every",
     "train.early_stopping.patience",
+    "train.device",
     "output.",
 )
 
@@ -61,7 +64,7 @@ def checkpoint_bytes(exp, extra_meta: dict | None = None) -> bytes:
         **(extra_meta or {}),
     }
     for k, v in tr.opt.state_dict().items():
-        if isinstance(v, np.ndarray):
+        if isinstance(v, (np.ndarray, xp.ndarray)):
             arrays[f"optim/{k}"] = to_numpy(v)
         else:
             meta["optimizer"][k] = v
@@ -138,8 +141,8 @@ def check_matches(stored: dict | None, config: dict, path: Path | None = None) -
     raise DataError(
         "checkpoint does not match the config: " + "; ".join(parts),
         str(path) if path else None,
-        "a resumed run can change train.epochs, train.log_every, train.checkpoint_every and "
-        "train.early_stopping.patience; for anything else start a new run (another --output-dir)",
+        "a resumed run can change train.epochs, train.log_every, train.checkpoint_every, "
+        "train.early_stopping.patience and train.device; for anything else start a new run (another --output-dir)",
     )
 
 
@@ -178,7 +181,7 @@ def restore_model(net, arrays: dict) -> None:
                     None,
                     "the config changed since the checkpoint was written",
                 )
-            v[...] = arrays[key]
+            v[...] = to_device(arrays[key])
 
 
 def held_params(exp, arrays: dict) -> None:
@@ -190,9 +193,9 @@ def _restore(exp, arrays: dict, meta: dict) -> None:
     tr, net = exp.trainer, exp.net
     restore_model(net, arrays)
     if "resume/flat" in arrays:  # the run ended on its best epoch: continue from its last
-        net.flat[...] = arrays["resume/flat"]
+        net.flat[...] = to_device(arrays["resume/flat"])
     opt_state = dict(meta["optimizer"])
-    opt_state.update({k[len("optim/") :]: v for k, v in arrays.items() if k.startswith("optim/")})
+    opt_state.update({k[len("optim/") :]: to_device(v) for k, v in arrays.items() if k.startswith("optim/")})
     tr.opt.load_state_dict(opt_state)
     tr.schedule.load_state_dict(meta["schedule"])
     for h in tr.hooks:
@@ -202,7 +205,7 @@ def _restore(exp, arrays: dict, meta: dict) -> None:
     if tr.early and meta["early_stopping"]:
         tr.early.load_state_dict(meta["early_stopping"])
         if "early/best_params" in arrays:
-            tr.early.best_params = arrays["early/best_params"].astype(net.flat.dtype)
+            tr.early.best_params = to_device(arrays["early/best_params"], net.flat.dtype)
     tr.rng.bit_generator.state = meta["rng"]["shuffle"]
     for r in _dropout_rngs(net):
         r.bit_generator.state = meta["rng"]["dropout"]

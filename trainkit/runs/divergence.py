@@ -19,6 +19,8 @@ import math
 
 import numpy as np
 
+from trainkit.backend import scalar
+
 FACTOR = 1e4
 FLOOR = 1.0
 PATIENCE = 3
@@ -53,8 +55,8 @@ def check(history: list[dict], row: dict, flat) -> str | None:
                 )
     # float32 parameters beyond its range are inf, caught by the trainer's NaN/inf check.
     # ‖θ‖² ≤ max² rules out any |θ_i| > max with one dot product; only past it, look closer.
-    if flat.dtype.itemsize > 4 and flat.size and not float(flat @ flat) <= FLOAT32_MAX**2:
-        biggest = float(abs(flat).max())
+    if flat.dtype.itemsize > 4 and flat.size and not scalar(flat @ flat) <= FLOAT32_MAX**2:
+        biggest = scalar(abs(flat).max())
         if biggest > FLOAT32_MAX and math.isfinite(biggest):
             return (
                 f"parameter overflow: parameters reached {biggest:.3g} at epoch {row['epoch']}, beyond float32's range"

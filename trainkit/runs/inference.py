@@ -7,6 +7,7 @@ training file's columns). Only `evaluate` without --data reads the training data
 the test split the run held out. A new file's columns are selected by the training file's
 names. Predictions, and metrics (computed as training computes its val and test metrics,
 by runs.trainer.evaluate), are in the target's own units when the run scaled its targets.
+Both run on the CPU unless given a `device` (cuda, cuda:N), whatever the run trained on.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from typing import Any
 import numpy as np
 
 from trainkit.api import eval_targets, model_for
-from trainkit.backend import dtype_of, to_numpy
+from trainkit.backend import dtype_of, to_numpy, using
+from trainkit.backend.device import DeviceError, array_module
 from trainkit.config import LoadedConfig, load_config
 from trainkit.data.pipeline import DataState, inputs_for, load_file, prepare
-from trainkit.errors import DataError
+from trainkit.errors import ConfigError, DataError
 from trainkit.losses import Head
 from trainkit.metrics import MetricAccumulator, default_metrics, target_stats
 from trainkit.runs import checkpoint, trainer
@@ -95,9 +97,24 @@ def open_model(run_dir: str | Path, model: str = "dense") -> Run:
     return run
 
 
-def evaluate(run_dir: str | Path, data: str | None = None, ignore_extra: bool = False, model: str = "dense") -> dict:
+def on_device(device: str = "cpu"):
+    """A context computing on `device`; ConfigError (exit 2) naming --device if unusable."""
+    try:
+        return using(array_module(device))
+    except DeviceError as e:
+        raise ConfigError.one("--device", e.reason, e.hint) from None
+
+
+def evaluate(
+    run_dir: str | Path, data: str | None = None, ignore_extra: bool = False, model: str = "dense", device: str = "cpu"
+) -> dict:
     """Metrics of the run's final parameters (or its compressed model `model`) on `data` (a
     file), else its test split (else its validation split). Returns {"split", "metrics", "n"}."""
+    with on_device(device):
+        return _evaluate(run_dir, data, ignore_extra, model)
+
+
+def _evaluate(run_dir, data, ignore_extra, model) -> dict:
     run = open_model(run_dir, model)
     if data is not None:
         ds = _read_like_training(run, data, need_target=True, ignore_extra=ignore_extra)
@@ -193,15 +210,16 @@ def check_output(run_dir: str | Path, data: str | Path, output: str | Path, over
 
 
 def predict(
-    run_dir: str | Path, data: str, ignore_extra: bool = False, model: str = "dense"
+    run_dir: str | Path, data: str, ignore_extra: bool = False, model: str = "dense", device: str = "cpu"
 ) -> tuple[list[str], list[list]]:
     """Predictions for every row of `data`: (header, rows). Classifiers give the label (by its
     original name) and one probability column per class; regressors give the values.
     `model`: dense, or the name of a compressed model of the run."""
-    run = open_model(run_dir, model)
-    state = run.state
-    ds = _read_like_training(run, data, need_target=False, ignore_extra=ignore_extra)
-    out = to_numpy(run.net.predict(inputs_for(ds, state, run.dtype))).astype(np.float64)
+    with on_device(device):  # the forward pass; the rest on the host
+        run = open_model(run_dir, model)
+        state = run.state
+        ds = _read_like_training(run, data, need_target=False, ignore_extra=ignore_extra)
+        out = to_numpy(run.net.predict(inputs_for(ds, state, run.dtype))).astype(np.float64)
     if state.task == "regression":
         out = state.unscaled_targets(out)
         header = ["prediction"] if out.shape[1] == 1 else [f"prediction_{i}" for i in range(out.shape[1])]

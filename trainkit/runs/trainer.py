@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from trainkit.backend import to_numpy, xp
+from trainkit.backend import scalar, take_rows, to_device, to_numpy, xp
 from trainkit.metrics import MetricAccumulator, default_metrics, target_stats
 from trainkit.runs import divergence
 
@@ -160,9 +160,9 @@ class Trainer:
         for sl in self._reg_slices:
             w = p[sl]
             if self.reg.l1:
-                total += self.reg.l1 * float(xp.abs(w).sum())
+                total += self.reg.l1 * scalar(xp.abs(w).sum())
             if self.reg.l2:
-                total += self.reg.l2 * float(xp.vdot(w, w))
+                total += self.reg.l2 * scalar(xp.vdot(w, w))
         return total
 
     def _reg_grad(self) -> None:
@@ -181,7 +181,7 @@ class Trainer:
             xp.clip(g, -v, v, out=g)
         if self.cfg.clip_grad_norm is not None:
             # torch.nn.utils.clip_grad_norm_: scale by max_norm / (‖g‖ + 1e-6) when that is < 1
-            coef = self.cfg.clip_grad_norm / (math.sqrt(float(xp.vdot(g, g))) + 1e-6)
+            coef = self.cfg.clip_grad_norm / (math.sqrt(scalar(xp.vdot(g, g))) + 1e-6)
             if coef < 1.0:
                 g *= coef
 
@@ -353,7 +353,7 @@ class Trainer:
                 return "interrupted", f"stopped by {self.stop_requested} in epoch {epoch} after step {step}"
         if self.dp is not None:
             self.dp.end_epoch(acc, net)
-        if not bool(xp.isfinite(net.flat).all()):
+        if not bool(to_numpy(xp.isfinite(net.flat).all())):
             return "diverged", f"parameters became non-finite in epoch {epoch}"
         return None
 
@@ -416,13 +416,8 @@ class _Batches:
             for start in range(skip * bs, n, bs):
                 yield X[start : start + bs], T[start : start + bs]
             return
-        order = rng.permutation(n)
+        order = to_device(rng.permutation(n))
         for start in range(skip * bs, n, bs):
             idx = order[start : start + bs]
             m = len(idx)
-            # mode="clip" (the indices are valid anyway) lets take write straight into `out`;
-            # the default mode buffers the copy and is 2-4x slower.
-            yield (
-                xp.take(X, idx, axis=0, out=self.xbuf[:m], mode="clip"),
-                xp.take(T, idx, axis=0, out=self.tbuf[:m], mode="clip"),
-            )
+            yield take_rows(X, idx, self.xbuf[:m]), take_rows(T, idx, self.tbuf[:m])

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Issue 17's GPU checks in one go, on a machine with an NVIDIA GPU, CuPy and torch with CUDA:
+#   1. pytest -m gpu (tests/test_gpu.py: every optimizer GPU vs CPU, the fused kernels, a GPU
+#      checkpoint resumed on the CPU) plus the CPU-side device tests;
+#   2. python -m benchmarks.gpu --quick (MLP vs torch fused Adam and CUDA graph, wide MLP vs
+#      the CPU engine, LeNet vs torch, numerics of every optimizer) -> benchmarks/results/gpu.json.
+# Budget: about 8 minutes in all (pytest ≤ 200 s, benchmarks ≤ 300 s, each under `timeout`).
+#
+# The GPU machine has no package registry. trainkit's own dependencies that it lacks
+# (pydantic, typer, rich, pyyaml, threadpoolctl; pytest for the tests) come from wheels
+# carried in the working tree, downloaded beforehand on a machine with a registry for the
+# GPU machine's Python (3.11 / 3.12: check `python3 -V` there, or download both):
+#
+#   mkdir -p shared/wheels
+#   for py in 3.11 3.12; do
+#     pip download -d shared/wheels --only-binary=:all: --platform manylinux2014_x86_64 \
+#       --platform manylinux_2_17_x86_64 --python-version $py \
+#       'pydantic>=2.5' 'typer>=0.12' 'rich>=13' 'pyyaml>=6' 'threadpoolctl>=3' 'pytest>=8' 'hypothesis>=6'
+#   done
+#
+# and carried with the tree (the device tool's `carry: ["shared/wheels"]`, or any folder named
+# by TRAINKIT_WHEELS). Only what is missing is installed (pip --no-index --find-links), into
+# the machine's Python; CuPy and torch are used as they are found there.
+#
+#   bash scripts/gpu_check.sh            # from the repository root; results also under $OUT if set
+set -u
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+WHEELS=${TRAINKIT_WHEELS:-shared/wheels}
+status=0
+
+echo "== python: $($PY -V 2>&1); $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
+missing=$($PY - <<'PYEOF'
+import importlib.util
+need = {"pydantic": "pydantic>=2.5", "typer": "typer>=0.12", "rich": "rich>=13", "yaml": "pyyaml>=6",
+        "threadpoolctl": "threadpoolctl>=3", "pytest": "pytest>=8", "hypothesis": "hypothesis>=6"}
+print(" ".join(f"'{spec}'" for mod, spec in need.items() if importlib.util.find_spec(mod) is None))
+PYEOF
+)
+if [ -n "$missing" ]; then
+  echo "== installing from $WHEELS: $missing"
+  eval "$PY -m pip install -q --no-index --find-links '$WHEELS' $missing" || {
+    echo "error: could not install $missing from $WHEELS (see the header of this script)" >&2; exit 3; }
+fi
+$PY -c "import cupy, torch; n = cupy.cuda.runtime.getDeviceCount(); assert n and torch.cuda.is_available(); print('== cupy', cupy.__version__, 'torch', torch.__version__, 'GPUs', n)" || {
+  echo "error: needs CuPy seeing a GPU and torch with CUDA" >&2; exit 3; }
+$PY -m trainkit list devices
+
+echo "== pytest -m gpu (and the CPU-side device tests)"
+timeout 200 $PY -m pytest -m "gpu or not gpu" tests/test_gpu.py tests/test_device.py tests/test_cuda_kernels.py \
+  -q -p no:cacheprovider -rs || status=1
+
+echo "== benchmarks (python -m benchmarks.gpu --quick)"
+timeout 300 $PY -m benchmarks.gpu --quick || status=1
+
+if [ -n "${OUT:-}" ] && [ -f benchmarks/results/gpu.json ]; then cp benchmarks/results/gpu.json "$OUT"/; fi
+exit $status
