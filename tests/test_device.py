@@ -262,3 +262,22 @@ def test_lr_find_on_a_device_is_refused_not_a_traceback(fake_gpu, configs_dir):
 
     with pytest.raises(ConfigError, match="lr-find runs on the CPU"):
         lr_find(load_config(configs_dir / "mlp_moons.yaml", ["train.device=cuda"]))
+
+
+# ---------------------------------------------------------------- compression on the device
+
+
+def test_gradual_pruning_on_device(fake_gpu, configs_dir):
+    cpu, dev = _pair(configs_dir / "digits_pruned.yaml", ["train.epochs=2", "prune.end_epoch=1", "prune.frequency=5"])
+    _same(cpu, dev)
+    assert dev.history[-1]["sparsity"] == cpu.history[-1]["sparsity"] > 0.8
+
+
+def test_compressed_model_evaluates_on_device(fake_gpu, cli, configs_dir, tmp_path):
+    run = tmp_path / "run"
+    assert cli("train", configs_dir / "iris.yaml", "-d", run, "--set", "train.epochs=3").code == 0
+    assert cli("compress", run, "--sparsity", "0.5", "--int8").code == 0
+    cpu = cli("evaluate", run, "--json", "--model", "compressed")
+    dev = cli("evaluate", run, "--json", "--model", "compressed", "--device", "cuda")
+    assert dev.code == 0, dev.stderr
+    assert dev.json == cpu.json

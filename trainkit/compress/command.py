@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainkit.backend import to_numpy
+from trainkit.backend import to_device, to_numpy
 from trainkit.compress import storage
 from trainkit.compress.masks import magnitude_masks, prunable
 from trainkit.compress.quantize import quantize_int8
@@ -297,5 +297,5 @@ def load_compressed(run, name: str = "compressed") -> dict:
             f"compress it again: trainkit compress {run.path} --force",
         )
     for k, v in named.items():
-        v[...] = tensors[k]
+        v[...] = to_device(tensors[k])  # host → the run's device (a no-op copy on the CPU)
     return meta
