@@ -370,3 +370,17 @@ def test_sync_batch_norm_gives_the_single_process_answer(n, tmp_path):
     assert r.code == 0, r.stderr
     for path, got in zip(paths, json.loads(out.read_text())):
         assert_same(api.train(path), got["params"], got["history"], 1e-10)
+
+
+def test_data_parallel_on_a_gpu_is_refused_naming_train_device(monkeypatch):
+    require("mpi4py")
+    from mpi4py import MPI
+
+    from trainkit.backend.strict import strict
+    from trainkit.errors import ConfigError
+
+    monkeypatch.setattr(api, "array_module", lambda spec: strict if spec.startswith("cuda") else np)
+    exp = api.build(api.load_config(ROOT / "configs" / "mlp_moons.yaml", ["train.device=cuda"]))
+    with pytest.raises(ConfigError, match="CPU only") as e:
+        mpi.DataParallel(MPI.COMM_WORLD).attach(exp)
+    assert e.value.issues[0].key == "train.device"

@@ -93,6 +93,13 @@ class DataParallel:
                 "data-parallel training does not split across ranks",
                 "use a first-order optimizer (sgd, adam, ...), or train in one process",
             )
+        if exp.loaded.config.train.device != "cpu":
+            raise exp.loaded.error(
+                ("train", "device"),
+                "data-parallel training all-reduces host buffers: it runs on the CPU only "
+                "(GPU ranks would need a CUDA-aware MPI, not supported yet)",
+                "set train.device: cpu, or train on one GPU without mpiexec",
+            )
         tr.dp, self.mean = self, not tr.loss.sum
         draws: dict[int, GlobalDraws] = {}  # layers sharing one generator share one wrapper
         for layer in exp.net.layers:
