@@ -14,8 +14,8 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from trainkit.backend.pool import BLAS_VARS
 from trainkit.errors import TrainkitError
-from trainkit.sweep.pool import BLAS_VARS
 
 
 class RayError(TrainkitError):

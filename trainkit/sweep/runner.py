@@ -13,14 +13,12 @@ import copy
 import json
 import math
 import os
-import signal
 import statistics
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trainkit.backend.pool import stop_on_signals
 from trainkit.config import LoadedConfig, load_config, parse_yaml
 from trainkit.config.loader import apply_override, validate
 from trainkit.errors import ConfigError, Issue, TrainkitError
@@ -306,25 +304,6 @@ def best_command(sweep: Sweep) -> str | None:
 # --------------------------------------------------------------------------- running
 
 
-@contextmanager
-def _stop_on_signals(executor, state: dict):
-    """SIGINT/SIGTERM: start no more trials; the ones in flight checkpoint and end."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        state["signal"] = signal.Signals(signum).name
-        executor.stop()
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
 def rungs(spec: SweepSpec, epochs: int) -> list[int | None]:
     """Epoch budgets of the rungs: min_epochs * eta^k below train.epochs, then train.epochs.
     Without early termination, one rung: the config's own epochs (None: not overridden)."""
@@ -384,10 +363,10 @@ def sweep(
     budgets = rungs(spec, loaded.config.train.epochs)
     alive = sorted({t.point for t in trials})
     if spec.method == "tpe":
-        with _stop_on_signals(ex, state):
+        with stop_on_signals(ex, state):
             _run_tpe(sw, ex, state, max(1, jobs), rerun, on_trial)
         budgets = []
-    with _stop_on_signals(ex, state):
+    with stop_on_signals(ex, state):
         for k, budget in enumerate(budgets):
             batch = [t for t in trials if t.point in alive]
             _run_rung(sw, ex, state, k, budget, batch, rerun, on_trial)
