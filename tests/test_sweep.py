@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from trainkit.sweep import runner, search
+from trainkit.sweep import cost, runner, search
 from trainkit.sweep.spec import SweepSpec
 
 GRID = """
@@ -122,6 +122,58 @@ def test_jobs_2_gives_the_same_results_as_jobs_1(tmp_path):
     runner.sweep(spec, jobs=1, output_dir=tmp_path / "a")
     runner.sweep(spec, jobs=2, output_dir=tmp_path / "b")
     assert results(tmp_path / "a") == results(tmp_path / "b")
+
+
+MIXED = """
+seed: 0
+data: {name: moons, n_samples: 200, val_fraction: 0.2}
+model: {name: mlp, hidden: [8]}
+optimizer: {name: adam, lr: 0.01}
+train: {epochs: 2, batch_size: 32}
+sweep:
+  method: grid
+  metric: {name: val_loss, goal: minimize}
+  parameters:
+    model.hidden: {values: [[4], [64, 64], [16]]}
+    train.epochs: {values: [2, 6]}
+"""
+
+
+class _Recorder:
+    """In this process, in order, but says it has two workers: records the order trials start."""
+
+    workers, stopping = 2, False
+
+    def __init__(self):
+        self.started = []
+
+    def run(self, fn, args):
+        for i, a in enumerate(args):
+            self.started.append(Path(a[2]).name)
+            yield i, fn(*a)
+
+    def stop(self):
+        self.stopping = True
+
+
+def test_with_several_workers_the_costliest_trials_start_first_and_results_stay_the_same(tmp_path, monkeypatch):
+    # grid order would start a big model third and last: a worker then ends a whole trial late
+    spec = write(tmp_path, MIXED)
+    one = runner.sweep(spec, jobs=1, output_dir=tmp_path / "a")
+    rec = _Recorder()
+    monkeypatch.setattr(runner, "_executor", lambda *a: rec)
+    runner.sweep(spec, jobs=2, output_dir=tmp_path / "b")
+    ids = {json.dumps(t.values, sort_keys=True): t.id for t in one.trials}
+    by = lambda hidden, epochs: ids[json.dumps({"model.hidden": hidden, "train.epochs": epochs}, sort_keys=True)]  # noqa: E731
+    # 5 steps an epoch: a step's fixed work outweighs the small models' multiply-adds
+    assert rec.started == [by([64, 64], 6), by([16], 6), by([4], 6), by([64, 64], 2), by([16], 2), by([4], 2)]
+    assert results(tmp_path / "a") == results(tmp_path / "b")
+
+
+def test_the_cost_order_keeps_the_grid_order_when_nothing_swept_changes_the_cost(tmp_path):
+    spec = write(tmp_path, GRID)
+    trials = runner.plan(runner.load_sweep(spec)[1])
+    assert cost.order(str(spec), [t.overrides() for t in trials], None, ["optimizer.lr"]) == list(range(8))
 
 
 def test_seeds_repeat_each_point_and_aggregate(tmp_path):

@@ -72,6 +72,8 @@ class InProcess:
     """Runs one after another here; a stop takes effect between runs (a run in flight stops on
     the signal itself, through api.train's handler)."""
 
+    workers = 1
+
     def __init__(self):
         self.stopping = False
 

@@ -22,7 +22,7 @@ from trainkit.backend.pool import stop_on_signals
 from trainkit.config import LoadedConfig, load_config, parse_yaml
 from trainkit.config.loader import apply_override, validate
 from trainkit.errors import ConfigError, Issue, TrainkitError
-from trainkit.sweep import search
+from trainkit.sweep import cost, search
 from trainkit.sweep.spec import SweepSpec
 
 DONE = ("completed", "early_stopped")  # a trial that ended this way is never run again
@@ -415,6 +415,10 @@ def _run_rung(sw: Sweep, ex, state: dict, k: int, budget, batch: list[Trial], re
     done = {t.id: sw.rung_rows[(t.id, k)] for t in batch if (t.id, k) in sw.rung_rows}
     state["failures"] += sum(1 for r in done.values() if r["status"] in FAILED and r["status"] in rerun)
     todo = [t for t in batch if done.get(t.id, {}).get("status") not in rerun]
+    slots = getattr(ex, "workers", None)  # None: a cluster's, not known here
+    if slots != 1 and len(todo) > (slots or 1):  # several at once: the longest first (cost.py)
+        ranked = cost.order(str(sw.spec_path), [t.overrides() for t in todo], budget, list(spec.parameters))
+        todo = [todo[i] for i in ranked]
     args = [
         (
             str(sw.spec_path.resolve()),
