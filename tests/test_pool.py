@@ -59,6 +59,21 @@ def test_a_worker_whose_numpy_was_loaded_before_it_started_still_gets_one_blas_t
     assert out.stdout.strip() in ("1", "None")
 
 
+def _pid(i: int) -> dict:
+    return {"status": "completed", "pid": os.getpid()}
+
+
+def test_the_workers_are_started_once_and_serve_every_run_until_closed():
+    # a sweep's ASHA rungs and TPE batches are runs of their own: spawning and importing
+    # again for each cost about half a second every time
+    with WorkerPool(2) as workers:
+        first = {r["pid"] for _, r in workers.run(_pid, [(i,) for i in range(4)])}
+        second = {r["pid"] for _, r in workers.run(_pid, [(i,) for i in range(4)])}
+        procs = list(workers._pool._processes.values())
+    assert second <= first and os.getpid() not in first
+    assert not [p for p in procs if p.is_alive()]  # closed: every worker has ended
+
+
 def _dies_on_2(i: int) -> dict:
     if i == 2:
         os._exit(9)  # as a worker killed by the OOM killer

@@ -155,6 +155,12 @@ class _Recorder:
     def stop(self):
         self.stopping = True
 
+    def start(self):
+        pass
+
+    def close(self):
+        pass
+
 
 def test_with_several_workers_the_costliest_trials_start_first_and_results_stay_the_same(tmp_path, monkeypatch):
     # grid order would start a big model third and last: a worker then ends a whole trial late

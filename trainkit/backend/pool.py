@@ -86,19 +86,52 @@ class InProcess:
     def stop(self) -> None:
         self.stopping = True
 
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _warm() -> None:
+    """What every run imports first (numpy, the engine, the config schemas): done while the
+    parent still plans, instead of in the first run."""
+    import trainkit.api  # noqa: F401
+
 
 class WorkerPool:
-    """`run(fn, args)` yields (index, result) as runs end; `stop()` ends it early."""
+    """`run(fn, args)` yields (index, result) as runs end; `stop()` ends it early. The worker
+    processes are started once (`start()`, or the first run) and serve every `run` until
+    `close()`: a sweep's rungs and TPE batches do not spawn and import again each time."""
 
     def __init__(self, workers: int):
         self.workers = workers
         self.stopping = False
         self._pool: ProcessPoolExecutor | None = None
 
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Spawn the workers now and have them import what a run needs, without waiting."""
+        if self._pool is None:
+            self._pool = self._new_pool()
+            for _ in range(self.workers):  # one task each: the executor spawns a worker per task
+                self._pool.submit(_warm)
+
+    def close(self) -> None:
+        """Wait for the workers to end (after a stop: for their runs to checkpoint)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
     def run(self, fn: Callable, args: list[tuple]) -> Iterator[tuple[int, object]]:
         # Submitted one per free worker, never queued ahead: a stop then has nothing to cancel.
         todo = list(enumerate(args))
-        self._pool = self._new_pool(len(args))
+        self.start()
         running: dict[Future, int] = {}
         suspects: list[int] = []  # in flight when a worker died: rerun alone, one at a time
         alone: set[int] = set()
@@ -107,10 +140,10 @@ class WorkerPool:
                 if suspects and not running and not self.stopping:
                     i = suspects.pop(0)
                     alone.add(i)
-                    running[self._pool.submit(fn, *args[i])] = i
+                    running[self._submit(fn, args[i])] = i
                 while not suspects and todo and not self.stopping and len(running) < self.workers:
                     i, a = todo.pop(0)
-                    running[self._pool.submit(fn, *a)] = i
+                    running[self._submit(fn, a)] = i
                 if not running:
                     break
                 done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
@@ -133,18 +166,25 @@ class WorkerPool:
                 if broken:  # the pool is unusable: what was in flight is suspect too
                     suspects += sorted(running.values())
                     running = {}
-                    self._pool.shutdown(wait=True, cancel_futures=True)
-                    self._pool = self._new_pool(len(args))
+                    self.close()
+                    self._pool = self._new_pool()
         except BaseException:  # a run's error, or the caller stopped reading: end the others soon
             self.stop()
+            self.close()
             raise
-        finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _new_pool(self, n: int) -> ProcessPoolExecutor:
+    def _submit(self, fn: Callable, a: tuple) -> Future:
+        try:
+            return self._pool.submit(fn, *a)
+        except BrokenProcessPool:  # a worker died while idle (or warming up): no run was lost
+            self.close()
+            self._pool = self._new_pool()
+            return self._pool.submit(fn, *a)
+
+    def _new_pool(self) -> ProcessPoolExecutor:
         # spawn, not fork: the parent may hold threads (BLAS, rich's live display) and locks
         return ProcessPoolExecutor(
-            max_workers=max(1, min(self.workers, n)),
+            max_workers=max(1, self.workers),
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_worker_init,
         )
@@ -188,9 +228,9 @@ def run_all(
     A result with status "interrupted" (the run saw the signal itself) or a signal to this
     process stops the rest; then Interrupted is raised, once no worker is left running."""
     results: list[dict] = [{}] * len(args)
-    ex = executor(n_workers if len(args) > 1 else 1)
+    ex = executor(min(n_workers, len(args)))
     state: dict = {}
-    with stop_on_signals(ex, state):
+    with stop_on_signals(ex, state), contextlib.closing(ex):
         for i, result in ex.run(fn, args):
             if result["status"] == "interrupted":
                 state.setdefault("signal", "SIGTERM" if "SIGTERM" in (result.get("stop_reason") or "") else "SIGINT")

@@ -80,5 +80,11 @@ class RayExecutor:
             if own:
                 ray.shutdown()
 
+    def start(self) -> None:
+        pass  # ray.init happens in run: the cluster's workers are started already
+
+    def close(self) -> None:
+        pass
+
     def stop(self) -> None:
         self.stopping = True

@@ -15,6 +15,7 @@ import math
 import os
 import statistics
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -358,15 +359,15 @@ def sweep(
     }
     (out / "trials").mkdir(exist_ok=True)
     rerun = DONE if retry_failed else DONE + FAILED
-    ex = _executor(executor, jobs, address)
+    ex = _executor(executor, min(jobs, len(trials) or jobs), address)
     state: dict = {"failures": 0}
     budgets = rungs(spec, loaded.config.train.epochs)
     alive = sorted({t.point for t in trials})
-    if spec.method == "tpe":
-        with stop_on_signals(ex, state):
+    with stop_on_signals(ex, state), closing(ex):  # closed: every worker has ended
+        ex.start()  # the workers spawn and import while the first trials are ordered
+        if spec.method == "tpe":
             _run_tpe(sw, ex, state, max(1, jobs), rerun, on_trial)
-        budgets = []
-    with stop_on_signals(ex, state):
+            budgets = []
         for k, budget in enumerate(budgets):
             batch = [t for t in trials if t.point in alive]
             _run_rung(sw, ex, state, k, budget, batch, rerun, on_trial)
