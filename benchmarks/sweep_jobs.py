@@ -9,7 +9,8 @@ The trials are sized like a small real sweep, not like a smoke test: 8,000 train
 fixed costs that do not shrink with --jobs (interpreter start, planning, spawning and
 importing in the workers: about 0.5 s) are a few percent of the wall time, as they are for
 sweeps of minute-long trials. Sub-second trials would measure those costs instead. The grid
-mixes two model sizes on purpose, as sweeps do: one worker can end up to one trial behind.
+mixes two model sizes on purpose, as sweeps do: started in grid order, one worker ended a
+whole [64, 64] trial after the other (the sweep starts the costliest first, sweep/cost.py).
 
 Besides the walls it reports, per mode, the mean seconds of one trial (from results.csv: a
 trial slower under --jobs 2 than alone means the workers fight over the cores, e.g. BLAS
