@@ -37,7 +37,8 @@ def _meet(folder: str, i: int) -> dict:
 
 def test_two_workers_run_at_once_each_on_one_blas_thread_and_the_parent_env_is_untouched(tmp_path):
     before = dict(os.environ)
-    got = dict(WorkerPool(2).run(_meet, [(str(tmp_path), 0), (str(tmp_path), 1)]))
+    with WorkerPool(2) as workers:
+        got = dict(workers.run(_meet, [(str(tmp_path), 0), (str(tmp_path), 1)]))
     assert os.environ == before
     assert got[0]["pid"] != got[1]["pid"] and got[0]["met"] and got[1]["met"]  # both in flight together
     for r in got.values():
@@ -81,7 +82,8 @@ def _dies_on_2(i: int) -> dict:
 
 
 def test_a_dead_worker_fails_its_run_and_the_pool_goes_on():
-    got = dict(WorkerPool(2).run(_dies_on_2, [(i,) for i in range(6)]))
+    with WorkerPool(2) as workers:
+        got = dict(workers.run(_dies_on_2, [(i,) for i in range(6)]))
     assert sorted(got) == list(range(6))
     assert got[2]["status"] == "failed" and "worker process died" in got[2]["error"]
     assert all(got[i] == {"status": "completed", "i": i} for i in (0, 1, 3, 4, 5))

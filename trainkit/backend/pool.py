@@ -166,8 +166,7 @@ class WorkerPool:
                 if broken:  # the pool is unusable: what was in flight is suspect too
                     suspects += sorted(running.values())
                     running = {}
-                    self.close()
-                    self._pool = self._new_pool()
+                    self._renew()
         except BaseException:  # a run's error, or the caller stopped reading: end the others soon
             self.stop()
             self.close()
@@ -177,9 +176,18 @@ class WorkerPool:
         try:
             return self._pool.submit(fn, *a)
         except BrokenProcessPool:  # a worker died while idle (or warming up): no run was lost
-            self.close()
-            self._pool = self._new_pool()
+            self._renew()
             return self._pool.submit(fn, *a)
+
+    def _renew(self) -> None:
+        """A fresh pool for a broken one. Its workers are killed, not waited for: the executor
+        may have spawned one as it broke, which it then neither stops nor sends its end to
+        (a shutdown would wait on it for ever)."""
+        for p in list((self._pool._processes or {}).values()):
+            if p.is_alive():
+                p.kill()
+        self.close()
+        self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn, not fork: the parent may hold threads (BLAS, rich's live display) and locks
