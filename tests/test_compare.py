@@ -17,7 +17,8 @@ import pytest
 from conftest import CONFIGS, ROOT, require
 
 from trainkit import api
-from trainkit.compare import pool, ranking
+from trainkit.backend import pool
+from trainkit.compare import ranking
 from trainkit.compare import runner as compare
 from trainkit.config import load_config
 from trainkit.errors import Issue

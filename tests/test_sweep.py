@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from trainkit.sweep import runner, search
+from trainkit.sweep import cost, runner, search
 from trainkit.sweep.spec import SweepSpec
 
 GRID = """
@@ -122,6 +122,64 @@ def test_jobs_2_gives_the_same_results_as_jobs_1(tmp_path):
     runner.sweep(spec, jobs=1, output_dir=tmp_path / "a")
     runner.sweep(spec, jobs=2, output_dir=tmp_path / "b")
     assert results(tmp_path / "a") == results(tmp_path / "b")
+
+
+MIXED = """
+seed: 0
+data: {name: moons, n_samples: 200, val_fraction: 0.2}
+model: {name: mlp, hidden: [8]}
+optimizer: {name: adam, lr: 0.01}
+train: {epochs: 2, batch_size: 32}
+sweep:
+  method: grid
+  metric: {name: val_loss, goal: minimize}
+  parameters:
+    model.hidden: {values: [[4], [64, 64], [16]]}
+    train.epochs: {values: [2, 6]}
+"""
+
+
+class _Recorder:
+    """In this process, in order, but says it has two workers: records the order trials start."""
+
+    workers, stopping = 2, False
+
+    def __init__(self):
+        self.started = []
+
+    def run(self, fn, args):
+        for i, a in enumerate(args):
+            self.started.append(Path(a[2]).name)
+            yield i, fn(*a)
+
+    def stop(self):
+        self.stopping = True
+
+    def start(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_with_several_workers_the_costliest_trials_start_first_and_results_stay_the_same(tmp_path, monkeypatch):
+    # grid order would start a big model third and last: a worker then ends a whole trial late
+    spec = write(tmp_path, MIXED)
+    one = runner.sweep(spec, jobs=1, output_dir=tmp_path / "a")
+    rec = _Recorder()
+    monkeypatch.setattr(runner, "_executor", lambda *a: rec)
+    runner.sweep(spec, jobs=2, output_dir=tmp_path / "b")
+    ids = {json.dumps(t.values, sort_keys=True): t.id for t in one.trials}
+    by = lambda hidden, epochs: ids[json.dumps({"model.hidden": hidden, "train.epochs": epochs}, sort_keys=True)]  # noqa: E731
+    # 5 steps an epoch: a step's fixed work outweighs the small models' multiply-adds
+    assert rec.started == [by([64, 64], 6), by([16], 6), by([4], 6), by([64, 64], 2), by([16], 2), by([4], 2)]
+    assert results(tmp_path / "a") == results(tmp_path / "b")
+
+
+def test_the_cost_order_keeps_the_grid_order_when_nothing_swept_changes_the_cost(tmp_path):
+    spec = write(tmp_path, GRID)
+    trials = runner.plan(runner.load_sweep(spec)[1])
+    assert cost.order(str(spec), [t.overrides() for t in trials], None, ["optimizer.lr"]) == list(range(8))
 
 
 def test_seeds_repeat_each_point_and_aggregate(tmp_path):
@@ -391,21 +449,6 @@ def test_tpe_is_deterministic_resumable_and_keeps_its_study_in_a_journal(tmp_pat
     r = cli("sweep", spec, "-d", tmp_path / "a", "--resume", "--jobs", "2", "--json")
     assert r.code == 0 and len(r.json["trials"]) == 14
     assert len((tmp_path / "a" / "trials.jsonl").read_text().splitlines()) == 14
-
-
-def _dies_on_2(i: int) -> dict:
-    if i == 2:
-        os._exit(9)  # as a worker killed by the OOM killer
-    return {"status": "completed", "i": i}
-
-
-def test_a_dead_worker_fails_its_run_and_the_pool_goes_on():
-    from trainkit.sweep.pool import WorkerPool
-
-    got = dict(WorkerPool(2).run(_dies_on_2, [(i,) for i in range(6)]))
-    assert sorted(got) == list(range(6))
-    assert got[2]["status"] == "failed" and "worker process died" in got[2]["error"]
-    assert all(got[i] == {"status": "completed", "i": i} for i in (0, 1, 3, 4, 5))
 
 
 def test_an_internal_error_in_a_trial_is_its_row(tmp_path, monkeypatch):

@@ -3,7 +3,7 @@
 Fair means: every optimizer starts from the same initial parameters, sees the same data
 split and the same batch order (all follow from the seed, which every run shares), and
 gets the same epoch (or step) budget. `gd` takes its textbook full batch. Runs are
-independent, so they run in worker processes (pool.py); the results do not depend on how
+independent, so they run in worker processes (backend/pool.py); the results do not depend on how
 many. Which optimizers: specs.py; how they are scored and ranked: ranking.py.
 """
 
@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from trainkit import registry
-from trainkit.compare import pool
-from trainkit.compare.pool import Interrupted
+from trainkit.backend import pool
+from trainkit.backend.pool import Interrupted
 from trainkit.compare.ranking import pick_lr, run_status, summarize, verdict
 from trainkit.compare.specs import Contender, contenders_for, parse_spec
 from trainkit.config import LoadedConfig, load_config

@@ -14,8 +14,8 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from trainkit.backend.pool import BLAS_VARS
 from trainkit.errors import TrainkitError
-from trainkit.sweep.pool import BLAS_VARS
 
 
 class RayError(TrainkitError):
@@ -79,6 +79,12 @@ class RayExecutor:
         finally:
             if own:
                 ray.shutdown()
+
+    def start(self) -> None:
+        pass  # ray.init happens in run: the cluster's workers are started already
+
+    def close(self) -> None:
+        pass
 
     def stop(self) -> None:
         self.stopping = True

@@ -13,18 +13,17 @@ import copy
 import json
 import math
 import os
-import signal
 import statistics
-import threading
 import time
-from contextlib import contextmanager
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trainkit.backend.pool import stop_on_signals
 from trainkit.config import LoadedConfig, load_config, parse_yaml
 from trainkit.config.loader import apply_override, validate
 from trainkit.errors import ConfigError, Issue, TrainkitError
-from trainkit.sweep import search
+from trainkit.sweep import cost, search
 from trainkit.sweep.spec import SweepSpec
 
 DONE = ("completed", "early_stopped")  # a trial that ended this way is never run again
@@ -306,25 +305,6 @@ def best_command(sweep: Sweep) -> str | None:
 # --------------------------------------------------------------------------- running
 
 
-@contextmanager
-def _stop_on_signals(executor, state: dict):
-    """SIGINT/SIGTERM: start no more trials; the ones in flight checkpoint and end."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        state["signal"] = signal.Signals(signum).name
-        executor.stop()
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
 def rungs(spec: SweepSpec, epochs: int) -> list[int | None]:
     """Epoch budgets of the rungs: min_epochs * eta^k below train.epochs, then train.epochs.
     Without early termination, one rung: the config's own epochs (None: not overridden)."""
@@ -379,15 +359,15 @@ def sweep(
     }
     (out / "trials").mkdir(exist_ok=True)
     rerun = DONE if retry_failed else DONE + FAILED
-    ex = _executor(executor, jobs, address)
+    ex = _executor(executor, min(jobs, len(trials) or jobs), address)
     state: dict = {"failures": 0}
     budgets = rungs(spec, loaded.config.train.epochs)
     alive = sorted({t.point for t in trials})
-    if spec.method == "tpe":
-        with _stop_on_signals(ex, state):
+    with stop_on_signals(ex, state), closing(ex):  # closed: every worker has ended
+        ex.start()  # the workers spawn and import while the first trials are ordered
+        if spec.method == "tpe":
             _run_tpe(sw, ex, state, max(1, jobs), rerun, on_trial)
-        budgets = []
-    with _stop_on_signals(ex, state):
+            budgets = []
         for k, budget in enumerate(budgets):
             batch = [t for t in trials if t.point in alive]
             _run_rung(sw, ex, state, k, budget, batch, rerun, on_trial)
@@ -436,6 +416,10 @@ def _run_rung(sw: Sweep, ex, state: dict, k: int, budget, batch: list[Trial], re
     done = {t.id: sw.rung_rows[(t.id, k)] for t in batch if (t.id, k) in sw.rung_rows}
     state["failures"] += sum(1 for r in done.values() if r["status"] in FAILED and r["status"] in rerun)
     todo = [t for t in batch if done.get(t.id, {}).get("status") not in rerun]
+    slots = getattr(ex, "workers", None)  # None: a cluster's, not known here
+    if slots != 1 and len(todo) > (slots or 1):  # several at once: the longest first (cost.py)
+        ranked = cost.order(str(sw.spec_path), [t.overrides() for t in todo], budget, list(spec.parameters))
+        todo = [todo[i] for i in ranked]
     args = [
         (
             str(sw.spec_path.resolve()),
