@@ -419,6 +419,9 @@ def test_yaml_numbers_read_as_yaml_1_2():
     data, _ = parse_yaml("a: 1e-3\nb: 1:30\nc: 010\nd: 1_000\ne: -2.5E+3\nf: 0x10\ng: 3.\nh: 2020-01-01x\n", "c")
     assert data == {"a": 0.001, "b": "1:30", "c": "010", "d": 1000, "e": -2500.0, "f": 16, "g": 3.0, "h": "2020-01-01x"}
     assert load_config_text(BASE, "c", ["optimizer.lr=1e-3"]).config.optimizer.lr == 0.001
+    # a dot with no digit is text (it raised ValueError from float('.'): found by test_hardening)
+    data, _ = parse_yaml("a: .\nb: -.\nc: ._\nd: .5\ne: 5.\n", "c")
+    assert data == {"a": ".", "b": "-.", "c": "._", "d": 0.5, "e": 5.0}
 
 
 def test_yaml_booleans_read_as_yaml_1_2():

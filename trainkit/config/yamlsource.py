@@ -53,7 +53,7 @@ MAX_VALUES = 100_000  # keys, items and scalars after aliases (*name) are expand
 # YAML 1.1's sexagesimal `1:30` (= 90) and octal `010` (= 8) stay the strings they look like.
 _INT_RE = r"^[-+]?(?:0|[1-9][0-9_]*)$|^[-+]?0x[0-9a-fA-F_]+$|^[-+]?0b[01_]+$"
 _FLOAT_RE = (
-    r"^[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*(?:[eE][-+]?[0-9]+)?$"
+    r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?$"
     r"|^[-+]?[0-9][0-9_]*(?:[eE][-+]?[0-9]+)$"
     r"|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"
 )
