@@ -25,7 +25,7 @@ $(VENV)/.installed-all: pyproject.toml | $(BIN)/python
 	@touch $@
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[test,bench,plot]'
+	$(BIN)/python -m pip install -q -e '.[test,bench,plot,mpi]'
 	@touch $@
 
 run: $(VENV)/.installed

@@ -147,5 +147,40 @@ def main(argv=None) -> None:
         print(f"written to {args.out}")
 
 
+def bench_mpi(notes: list[str]) -> dict | None:
+    """`make bench`'s case: this machine's default plan (1 rank × all cores, 1 × 1, N × 1)."""
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        notes.append("mpi4py not installed: the data-parallel case skipped (pip install 'trainkit[mpi]')")
+        return None
+    out = ROOT / "benchmarks" / "results" / "mpi_scaling.json"
+    main(["--out", str(out)])
+    return json.loads(out.read_text())
+
+
+def mpi_markdown(res: dict) -> list[str]:
+    doc = res.get("mpi")
+    if not doc:
+        return []
+    lines = [
+        "",
+        f"## data-parallel over MPI (mlp {doc['hidden']}, batch {doc['batch']}, float32, Adam, {doc['cores']} cores)",
+        "",
+        "`python -m benchmarks.mpi_scaling`: median epoch seconds after a warm-up epoch; speed-up against "
+        "1 rank × 1 thread; all-reduce and waiting (barrier before it) as shares of rank 0's time.",
+        "",
+        "| ranks | BLAS threads per rank | epoch s | speed-up vs 1×1 | efficiency | all-reduce | waiting |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in doc["rows"]:
+        lines.append(
+            f"| {r['ranks']} | {r['threads_per_rank']} | {r['epoch_s_median']:.3f} | "
+            f"{r.get('speedup_vs_1x1', float('nan')):.2f} | {r.get('efficiency', float('nan')):.0%} | "
+            f"{r['allreduce_share']:.1%} | {r['wait_share']:.1%} |"
+        )
+    return lines
+
+
 if __name__ == "__main__":
     main()

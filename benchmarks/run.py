@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from benchmarks.compression import bench_compression, compression_markdown, compression_rows
+from benchmarks.mpi_scaling import bench_mpi, mpi_markdown
 from benchmarks.sweep_jobs import bench_sweep_jobs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -465,6 +466,7 @@ def markdown(res: dict, summary: list[dict]) -> str:
     ]
     lines += lenet_markdown(res)
     lines += compression_markdown(res)
+    lines += mpi_markdown(res)
     prof = res.get("profile")
     if prof:
         total = sum(prof["parts_s"].values())
@@ -537,6 +539,7 @@ def main() -> None:
     res["sweep_jobs"] = bench_sweep_jobs(1 if args.quick else 3)
     res["profile"] = worker("profile", "128")
     res["compression"] = bench_compression(1 if args.quick else 3, 3 if args.quick else 7)
+    res["mpi"] = bench_mpi(notes)
     res["notes"] = notes
     summary = summarize(res)
     res["summary"] = summary
