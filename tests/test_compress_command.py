@@ -157,6 +157,25 @@ def test_compressed_model_of_an_earlier_checkpoint_is_refused(cli, run):
     assert r.code == 2 and "another checkpoint" in r.stderr and "--force" in r.stderr
 
 
+def test_the_hint_for_a_stale_file_remakes_it_with_its_own_settings(cli, run):
+    """The hint is a command that works: the file's sparsity, scope, fine-tuning, int8 and
+    name, not a bare --force (refused: nothing to do)."""
+    assert (
+        cli("compress", run, "--sparsity", "0.5", "--scope", "layer", "--int8", "--per-tensor", "--name", "s").code == 0
+    )
+    assert cli("compress", run, "--int8", "--name", "q").code == 0
+    assert cli("resume", run, "--set", "train.epochs=10", "--progress", "none").code == 0
+    for name, hint in [
+        ("s", f"trainkit compress {run} --sparsity 0.5 --scope layer --int8 --per-tensor --name s --force"),
+        ("q", f"trainkit compress {run} --int8 --name q --force"),
+    ]:
+        r = cli("evaluate", run, "--model", name, "--json")
+        assert r.code == 2 and r.json["error"]["hint"] == f"compress it again: {hint}"
+        again = cli(*hint.split()[1:])
+        assert again.code == 0, again.stderr
+        assert cli("evaluate", run, "--model", name).code == 0
+
+
 def test_damaged_compressed_file_is_a_clear_error(cli, run):
     (run / "model.compressed.npz").write_bytes(b"not a zip")
     r = cli("evaluate", run, "--model", "compressed")

@@ -281,12 +281,13 @@ def load_compressed(run, name: str = "compressed") -> dict:
         hint = f"make it with: trainkit compress {run.path}" + ("" if name == "compressed" else f" --name {name}")
         raise DataError(f"the run has no compressed model {name!r}", str(path), hint)
     tensors, meta = storage.read(path)
+    again = f"compress it again: {_remake(run.path, meta, name)}"
     source = (meta.get("source") or {}).get("sha256")
     if source != checksum(run.path / "checkpoint.npz"):
         raise DataError(
-            "was made from another checkpoint than the run's (it was trained again since)",
+            "was made from another checkpoint than the run's (trained again since, or another run's file)",
             str(path),
-            f"compress it again: trainkit compress {run.path} --force",
+            again,
         )
     named = {**run.net.params, **run.net.buffers}
     wrong = [k for k in named if k not in tensors or tensors[k].shape != named[k].shape]
@@ -294,8 +295,25 @@ def load_compressed(run, name: str = "compressed") -> dict:
         raise DataError(
             f"does not match the run's model ({', '.join(wrong or sorted(set(tensors) - set(named)))})",
             str(path),
-            f"compress it again: trainkit compress {run.path} --force",
+            again,
         )
     for k, v in named.items():
         v[...] = tensors[k]
     return meta
+
+
+def _remake(run_dir: Path, meta: dict, name: str) -> str:
+    """The `trainkit compress` command that writes model `name` again with the settings its
+    file's meta records (a bare `--force` would be refused: nothing to do)."""
+    args = ["trainkit", "compress", str(run_dir)]
+    if isinstance(meta.get("sparsity"), (int, float)):
+        args += ["--sparsity", f"{meta['sparsity']:g}"]
+        if meta.get("scope") == "layer":
+            args += ["--scope", "layer"]
+        if isinstance(meta.get("finetune_epochs"), int) and meta["finetune_epochs"] > 0:
+            args += ["--finetune", str(meta["finetune_epochs"])]
+    if meta.get("int8") in ("per_channel", "per_tensor"):
+        args += ["--int8"] + (["--per-tensor"] if meta["int8"] == "per_tensor" else [])
+    if name != "compressed":
+        args += ["--name", name]
+    return " ".join([*args, "--force"])
