@@ -176,6 +176,18 @@ def test_the_hint_for_a_stale_file_remakes_it_with_its_own_settings(cli, run):
         assert cli("evaluate", run, "--model", name).code == 0
 
 
+def test_model_option_is_a_name_not_a_path(cli, run, tmp_path):
+    """`--model sub/../../x` must not read RUN/model.sub/../../x.npz: a file outside the run dir."""
+    assert cli("compress", run, "--int8").code == 0
+    (run / "model.sub").mkdir()
+    shutil.copy(run / "model.compressed.npz", run.parent / "x.npz")  # where the path would lead
+    for args in (("evaluate", run), ("predict", run, "--data", tmp_path / "x.csv")):
+        r = cli(*args, "--model", "sub/../../x")
+        assert r.code == 2 and "--model: 'sub/../../x' is not a model name" in r.stderr, r.stderr
+    r = cli("evaluate", run, "--model", "sub/../../x", "--json")
+    assert r.code == 2 and r.json["status"] == "error" and r.stderr == ""
+
+
 def test_damaged_compressed_file_is_a_clear_error(cli, run):
     (run / "model.compressed.npz").write_bytes(b"not a zip")
     r = cli("evaluate", run, "--model", "compressed")

@@ -276,6 +276,10 @@ def load_compressed(run, name: str = "compressed") -> dict:
     """Put the decoded compressed model `name` into the run's network (int8 × scale, zeros
     where pruned); refused when the file was made from another checkpoint or another model.
     Returns the file's meta."""
+    if not NAME_PATTERN.fullmatch(name):  # a name, never a path out of the run dir
+        raise ConfigError.one(
+            "--model", f"{name!r} is not a model name", "dense, compressed, or the --name given to compress"
+        )
     path = model_path(run.path, name)
     if not path.exists():
         hint = f"make it with: trainkit compress {run.path}" + ("" if name == "compressed" else f" --name {name}")
