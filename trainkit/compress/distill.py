@@ -167,6 +167,9 @@ def attach(exp) -> None:
     key = ("distill", "teacher")
     path = Path(os.path.normpath(loaded.resolve_path(cfg.teacher)))
     first = f"train the teacher first (trainkit train TEACHER.yaml --output-dir {path}); the path is relative to the config file"
+    if path.exists() and not path.is_dir():
+        hint = "pass the teacher's run directory (its --output-dir), not a file in it"
+        raise loaded.error(key, f"teacher {path} is a file, not a run directory", hint)
     if not path.is_dir():
         raise loaded.error(key, f"teacher run directory not found: {path}", first)
     try:
