@@ -146,7 +146,14 @@ def test_model_compressed_without_a_compressed_file(cli, run, tmp_path):
         assert r.code == 2 and "Traceback" not in r.stderr
         assert "no compressed model" in r.stderr and f"trainkit compress {run}" in r.stderr
     r = cli("evaluate", run, "--model", "compressed", "--json")
-    assert r.code == 2 and r.json["error"]["hint"] == f"make it with: trainkit compress {run}"
+    hint = f"make it with: trainkit compress {run} --sparsity 0.9 --int8 (or either option alone)"
+    assert r.code == 2 and r.json["error"]["hint"] == hint
+    r = cli("evaluate", run, "--model", "small", "--json")
+    assert r.json["error"]["hint"].startswith(
+        f"make it with: trainkit compress {run} --sparsity 0.9 --int8 --name small"
+    )
+    assert cli(*r.json["error"]["hint"].split(" (")[0].split()[4:]).code == 0  # the hint is a command that works
+    assert cli("evaluate", run, "--model", "small").code == 0
 
 
 def test_compressed_model_of_an_earlier_checkpoint_is_refused(cli, run):

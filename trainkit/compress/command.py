@@ -282,7 +282,8 @@ def load_compressed(run, name: str = "compressed") -> dict:
         )
     path = model_path(run.path, name)
     if not path.exists():
-        hint = f"make it with: trainkit compress {run.path}" + ("" if name == "compressed" else f" --name {name}")
+        named = "" if name == "compressed" else f" --name {name}"
+        hint = f"make it with: trainkit compress {run.path} --sparsity 0.9 --int8{named} (or either option alone)"
         raise DataError(f"the run has no compressed model {name!r}", str(path), hint)
     tensors, meta = storage.read(path)
     again = f"compress it again: {_remake(run.path, meta, name)}"
