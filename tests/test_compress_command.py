@@ -199,6 +199,8 @@ def test_damaged_compressed_file_is_a_clear_error(cli, run):
     (run / "model.compressed.npz").write_bytes(b"not a zip")
     r = cli("evaluate", run, "--model", "compressed")
     assert r.code == 2 and "cannot read the compressed model" in r.stderr and "Traceback" not in r.stderr
+    hint = f"write it again: trainkit compress {run} --sparsity S and/or --int8 --force"
+    assert cli("evaluate", run, "--model", "compressed", "--json").json["error"]["hint"] == hint  # not a literal RUN
 
 
 @pytest.mark.parametrize(

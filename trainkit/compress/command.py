@@ -285,7 +285,12 @@ def load_compressed(run, name: str = "compressed") -> dict:
         named = "" if name == "compressed" else f" --name {name}"
         hint = f"make it with: trainkit compress {run.path} --sparsity 0.9 --int8{named} (or either option alone)"
         raise DataError(f"the run has no compressed model {name!r}", str(path), hint)
-    tensors, meta = storage.read(path)
+    try:
+        tensors, meta = storage.read(path)
+    except DataError as e:  # a damaged file has no settings to repeat: the command with its name
+        named = "" if name == "compressed" else f" --name {name}"
+        hint = f"write it again: trainkit compress {run.path} --sparsity S and/or --int8{named} --force"
+        raise DataError(e.message, e.path, hint) from None
     again = f"compress it again: {_remake(run.path, meta, name)}"
     source = (meta.get("source") or {}).get("sha256")
     if source != checksum(run.path / "checkpoint.npz"):
