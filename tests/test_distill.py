@@ -193,6 +193,16 @@ def test_a_teacher_that_is_a_file_is_not_reported_missing(teacher, write_config,
     assert "not found" not in message and "train the teacher first" not in message
 
 
+def test_the_teacher_cannot_be_the_students_own_run_dir(teacher, write_config, cli):
+    """`--output-dir TEACHER --overwrite` would delete the teacher it distils from."""
+    before = (teacher / "checkpoint.npz").read_bytes()
+    config = write_config(STUDENT.replace("ALPHA", "0.5"))
+    r = cli("train", config, "--output-dir", teacher, "--overwrite", "--json")
+    assert r.code == 2 and r.json["error"]["type"] == "config", r.stdout
+    assert "is this run's own output directory" in r.json["error"]["message"]
+    assert (teacher / "checkpoint.npz").read_bytes() == before
+
+
 def test_a_regression_student_cannot_distill_from_a_classifier(teacher, write_config, cli):
     text = (
         STUDENT.replace("ALPHA", "0.5")

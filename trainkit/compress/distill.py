@@ -155,6 +155,18 @@ def teacher_fn(teacher, student_state, dtype):
     return outputs
 
 
+def check_not_own_run(loaded, run_dir: Path) -> None:
+    """The teacher cannot be the student's own run directory: --overwrite would delete the
+    teacher, and a resume would distill the student from itself."""
+    path = Path(os.path.normpath(loaded.resolve_path(loaded.config.distill.teacher)))
+    if path.resolve() == Path(run_dir).resolve():
+        raise loaded.error(
+            ("distill", "teacher"),
+            f"the teacher {path} is this run's own output directory: training would overwrite it",
+            "train the student into another --output-dir",
+        )
+
+
 def attach(exp) -> None:
     """Open the config's teacher run, check that it fits the student's data, and make the
     trainer distill from it. A teacher that is missing or does not fit is a ConfigError on
