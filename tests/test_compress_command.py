@@ -171,10 +171,12 @@ def test_the_hint_for_a_stale_file_remakes_it_with_its_own_settings(cli, run):
         cli("compress", run, "--sparsity", "0.5", "--scope", "layer", "--int8", "--per-tensor", "--name", "s").code == 0
     )
     assert cli("compress", run, "--int8", "--name", "q").code == 0
+    assert cli("compress", run, "--sparsity", "0.123456789", "--name", "p").code == 0
     assert cli("resume", run, "--set", "train.epochs=10", "--progress", "none").code == 0
     for name, hint in [
         ("s", f"trainkit compress {run} --sparsity 0.5 --scope layer --int8 --per-tensor --name s --force"),
         ("q", f"trainkit compress {run} --int8 --name q --force"),
+        ("p", f"trainkit compress {run} --sparsity 0.123456789 --name p --force"),
     ]:
         r = cli("evaluate", run, "--model", name, "--json")
         assert r.code == 2 and r.json["error"]["hint"] == f"compress it again: {hint}"

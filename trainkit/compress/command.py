@@ -317,7 +317,7 @@ def _remake(run_dir: Path, meta: dict, name: str) -> str:
     file's meta records (a bare `--force` would be refused: nothing to do)."""
     args = ["trainkit", "compress", str(run_dir)]
     if isinstance(meta.get("sparsity"), (int, float)):
-        args += ["--sparsity", f"{meta['sparsity']:g}"]
+        args += ["--sparsity", repr(meta["sparsity"])]  # all its digits: the same mask again
         if meta.get("scope") == "layer":
             args += ["--scope", "layer"]
         if isinstance(meta.get("finetune_epochs"), int) and meta["finetune_epochs"] > 0:
