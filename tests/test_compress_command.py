@@ -146,7 +146,14 @@ def test_model_compressed_without_a_compressed_file(cli, run, tmp_path):
         assert r.code == 2 and "Traceback" not in r.stderr
         assert "no compressed model" in r.stderr and f"trainkit compress {run}" in r.stderr
     r = cli("evaluate", run, "--model", "compressed", "--json")
-    assert r.code == 2 and r.json["error"]["hint"] == f"make it with: trainkit compress {run}"
+    hint = f"make it with: trainkit compress {run} --sparsity 0.9 --int8 (or either option alone)"
+    assert r.code == 2 and r.json["error"]["hint"] == hint
+    r = cli("evaluate", run, "--model", "small", "--json")
+    assert r.json["error"]["hint"].startswith(
+        f"make it with: trainkit compress {run} --sparsity 0.9 --int8 --name small"
+    )
+    assert cli(*r.json["error"]["hint"].split(" (")[0].split()[4:]).code == 0  # the hint is a command that works
+    assert cli("evaluate", run, "--model", "small").code == 0
 
 
 def test_compressed_model_of_an_earlier_checkpoint_is_refused(cli, run):
@@ -157,10 +164,45 @@ def test_compressed_model_of_an_earlier_checkpoint_is_refused(cli, run):
     assert r.code == 2 and "another checkpoint" in r.stderr and "--force" in r.stderr
 
 
+def test_the_hint_for_a_stale_file_remakes_it_with_its_own_settings(cli, run):
+    """The hint is a command that works: the file's sparsity, scope, fine-tuning, int8 and
+    name, not a bare --force (refused: nothing to do)."""
+    assert (
+        cli("compress", run, "--sparsity", "0.5", "--scope", "layer", "--int8", "--per-tensor", "--name", "s").code == 0
+    )
+    assert cli("compress", run, "--int8", "--name", "q").code == 0
+    assert cli("compress", run, "--sparsity", "0.123456789", "--name", "p").code == 0
+    assert cli("resume", run, "--set", "train.epochs=10", "--progress", "none").code == 0
+    for name, hint in [
+        ("s", f"trainkit compress {run} --sparsity 0.5 --scope layer --int8 --per-tensor --name s --force"),
+        ("q", f"trainkit compress {run} --int8 --name q --force"),
+        ("p", f"trainkit compress {run} --sparsity 0.123456789 --name p --force"),
+    ]:
+        r = cli("evaluate", run, "--model", name, "--json")
+        assert r.code == 2 and r.json["error"]["hint"] == f"compress it again: {hint}"
+        again = cli(*hint.split()[1:])
+        assert again.code == 0, again.stderr
+        assert cli("evaluate", run, "--model", name).code == 0
+
+
+def test_model_option_is_a_name_not_a_path(cli, run, tmp_path):
+    """`--model sub/../../x` must not read RUN/model.sub/../../x.npz: a file outside the run dir."""
+    assert cli("compress", run, "--int8").code == 0
+    (run / "model.sub").mkdir()
+    shutil.copy(run / "model.compressed.npz", run.parent / "x.npz")  # where the path would lead
+    for args in (("evaluate", run), ("predict", run, "--data", tmp_path / "x.csv")):
+        r = cli(*args, "--model", "sub/../../x")
+        assert r.code == 2 and "--model: 'sub/../../x' is not a model name" in r.stderr, r.stderr
+    r = cli("evaluate", run, "--model", "sub/../../x", "--json")
+    assert r.code == 2 and r.json["status"] == "error" and r.stderr == ""
+
+
 def test_damaged_compressed_file_is_a_clear_error(cli, run):
     (run / "model.compressed.npz").write_bytes(b"not a zip")
     r = cli("evaluate", run, "--model", "compressed")
     assert r.code == 2 and "cannot read the compressed model" in r.stderr and "Traceback" not in r.stderr
+    hint = f"write it again: trainkit compress {run} --sparsity S and/or --int8 --force"
+    assert cli("evaluate", run, "--model", "compressed", "--json").json["error"]["hint"] == hint  # not a literal RUN
 
 
 @pytest.mark.parametrize(

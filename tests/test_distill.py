@@ -182,6 +182,27 @@ def test_a_teacher_that_does_not_fit_the_data_exits_2(teacher, write_config, cli
     assert re.search(message, r.stderr), r.stderr
 
 
+def test_a_teacher_that_is_a_file_is_not_reported_missing(teacher, write_config, cli):
+    """A file in the run (its checkpoint) exists: the error says it is no directory, and
+    does not tell the user to train the teacher again."""
+    config = write_config(STUDENT.replace("ALPHA", "0.5").replace("teacher: teacher", "teacher: teacher/best.npz"))
+    r = cli("train", config, "--json")
+    assert r.code == 2 and r.json["error"]["type"] == "config", r.stdout
+    message = r.json["error"]["message"]
+    assert f"teacher {teacher / 'best.npz'} is a file, not a run directory" in message, message
+    assert "not found" not in message and "train the teacher first" not in message
+
+
+def test_the_teacher_cannot_be_the_students_own_run_dir(teacher, write_config, cli):
+    """`--output-dir TEACHER --overwrite` would delete the teacher it distils from."""
+    before = (teacher / "checkpoint.npz").read_bytes()
+    config = write_config(STUDENT.replace("ALPHA", "0.5"))
+    r = cli("train", config, "--output-dir", teacher, "--overwrite", "--json")
+    assert r.code == 2 and r.json["error"]["type"] == "config", r.stdout
+    assert "is this run's own output directory" in r.json["error"]["message"]
+    assert (teacher / "checkpoint.npz").read_bytes() == before
+
+
 def test_a_regression_student_cannot_distill_from_a_classifier(teacher, write_config, cli):
     text = (
         STUDENT.replace("ALPHA", "0.5")

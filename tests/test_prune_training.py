@@ -132,6 +132,19 @@ def test_params_choose_what_is_pruned(write_config):
     assert np.count_nonzero(result.params["layers.0.weight"]) == result.params["layers.0.weight"].size
 
 
+@pytest.mark.parametrize("name", ["layers.0.bias", "layers.1.weight"])
+def test_params_never_name_a_bias_or_a_norm(write_config, cli, name):
+    """Biases and normalisation parameters are never pruned, listed or not: exit 2 naming it."""
+    text = "seed: 0\ndata: {name: blobs, n_samples: 60, n_features: 4, n_classes: 3}\n"
+    text += "model: {name: sequential, layers: [{name: linear, out_features: 8}, {name: layer_norm}, "
+    text += "{name: linear, out_features: 3}]}\noptimizer: {name: sgd, lr: 0.1}\ntrain: {epochs: 2}\n"
+    text += f"prune: {{sparsity: 0.5, start_epoch: 1, end_epoch: 2, params: [{name}]}}\n"
+    r = cli("train", write_config(text, "p.yaml"), "--json")
+    assert r.code == 2 and r.json["error"]["type"] == "config", r.stdout
+    assert f"{name!r} is not a weight of a linear or conv layer" in r.json["error"]["message"]
+    assert "layers.0.weight, layers.2.weight" in r.json["error"]["message"]
+
+
 def test_one_shot_mask_from_loaded_weights_is_fixed_while_fine_tuning(tmp_path, write_config):
     """What `trainkit compress RUN --finetune` runs: a trained run's weights loaded, a prune
     block with start_epoch = end_epoch = 1: the mask is the one-shot magnitude mask of the

@@ -340,6 +340,10 @@ def _train(loaded: LoadedConfig, run_dir, on_epoch, on_start, t0: float) -> RunR
     from trainkit.runs.rundir import portable_config
 
     exp = build(loaded)
+    if run_dir is not None and loaded.config.distill is not None:  # before run_dir.start empties the folder
+        from trainkit.compress.distill import check_not_own_run
+
+        check_not_own_run(loaded, run_dir.path)
     resolved = loaded.resolved()
     tr = exp.trainer
     dp = world()

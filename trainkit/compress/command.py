@@ -276,17 +276,28 @@ def load_compressed(run, name: str = "compressed") -> dict:
     """Put the decoded compressed model `name` into the run's network (int8 × scale, zeros
     where pruned); refused when the file was made from another checkpoint or another model.
     Returns the file's meta."""
+    if not NAME_PATTERN.fullmatch(name):  # a name, never a path out of the run dir
+        raise ConfigError.one(
+            "--model", f"{name!r} is not a model name", "dense, compressed, or the --name given to compress"
+        )
     path = model_path(run.path, name)
     if not path.exists():
-        hint = f"make it with: trainkit compress {run.path}" + ("" if name == "compressed" else f" --name {name}")
+        named = "" if name == "compressed" else f" --name {name}"
+        hint = f"make it with: trainkit compress {run.path} --sparsity 0.9 --int8{named} (or either option alone)"
         raise DataError(f"the run has no compressed model {name!r}", str(path), hint)
-    tensors, meta = storage.read(path)
+    try:
+        tensors, meta = storage.read(path)
+    except DataError as e:  # a damaged file has no settings to repeat: the command with its name
+        named = "" if name == "compressed" else f" --name {name}"
+        hint = f"write it again: trainkit compress {run.path} --sparsity S and/or --int8{named} --force"
+        raise DataError(e.message, e.path, hint) from None
+    again = f"compress it again: {_remake(run.path, meta, name)}"
     source = (meta.get("source") or {}).get("sha256")
     if source != checksum(run.path / "checkpoint.npz"):
         raise DataError(
-            "was made from another checkpoint than the run's (it was trained again since)",
+            "was made from another checkpoint than the run's (trained again since, or another run's file)",
             str(path),
-            f"compress it again: trainkit compress {run.path} --force",
+            again,
         )
     named = {**run.net.params, **run.net.buffers}
     wrong = [k for k in named if k not in tensors or tensors[k].shape != named[k].shape]
@@ -294,8 +305,25 @@ def load_compressed(run, name: str = "compressed") -> dict:
         raise DataError(
             f"does not match the run's model ({', '.join(wrong or sorted(set(tensors) - set(named)))})",
             str(path),
-            f"compress it again: trainkit compress {run.path} --force",
+            again,
         )
     for k, v in named.items():
         v[...] = to_device(tensors[k])  # host → the run's device (a no-op copy on the CPU)
     return meta
+
+
+def _remake(run_dir: Path, meta: dict, name: str) -> str:
+    """The `trainkit compress` command that writes model `name` again with the settings its
+    file's meta records (a bare `--force` would be refused: nothing to do)."""
+    args = ["trainkit", "compress", str(run_dir)]
+    if isinstance(meta.get("sparsity"), (int, float)):
+        args += ["--sparsity", repr(meta["sparsity"])]  # all its digits: the same mask again
+        if meta.get("scope") == "layer":
+            args += ["--scope", "layer"]
+        if isinstance(meta.get("finetune_epochs"), int) and meta["finetune_epochs"] > 0:
+            args += ["--finetune", str(meta["finetune_epochs"])]
+    if meta.get("int8") in ("per_channel", "per_tensor"):
+        args += ["--int8"] + (["--per-tensor"] if meta["int8"] == "per_tensor" else [])
+    if name != "compressed":
+        args += ["--name", name]
+    return " ".join([*args, "--force"])

@@ -155,6 +155,18 @@ def teacher_fn(teacher, student_state, dtype):
     return outputs
 
 
+def check_not_own_run(loaded, run_dir: Path) -> None:
+    """The teacher cannot be the student's own run directory: --overwrite would delete the
+    teacher, and a resume would distill the student from itself."""
+    path = Path(os.path.normpath(loaded.resolve_path(loaded.config.distill.teacher)))
+    if path.resolve() == Path(run_dir).resolve():
+        raise loaded.error(
+            ("distill", "teacher"),
+            f"the teacher {path} is this run's own output directory: training would overwrite it",
+            "train the student into another --output-dir",
+        )
+
+
 def attach(exp) -> None:
     """Open the config's teacher run, check that it fits the student's data, and make the
     trainer distill from it. A teacher that is missing or does not fit is a ConfigError on
@@ -167,6 +179,9 @@ def attach(exp) -> None:
     key = ("distill", "teacher")
     path = Path(os.path.normpath(loaded.resolve_path(cfg.teacher)))
     first = f"train the teacher first (trainkit train TEACHER.yaml --output-dir {path}); the path is relative to the config file"
+    if path.exists() and not path.is_dir():
+        hint = "pass the teacher's run directory (its --output-dir), not a file in it"
+        raise loaded.error(key, f"teacher {path} is a file, not a run directory", hint)
     if not path.is_dir():
         raise loaded.error(key, f"teacher run directory not found: {path}", first)
     try:

@@ -85,6 +85,12 @@ def pruned_names(loaded, net) -> list[str]:
                 f"the model has no parameter {name!r}",
                 did_you_mean(name, known, "the model's parameters are"),
             )
+        if name not in prunable(net):  # biases and normalisation parameters are never pruned
+            raise loaded.error(
+                ("prune", "params", i),
+                f"{name!r} is not a weight of a linear or conv layer: only those are pruned",
+                f"the prunable weights are: {', '.join(prunable(net))}",
+            )
     return list(dict.fromkeys(names))
 
 
