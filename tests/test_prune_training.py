@@ -206,6 +206,11 @@ def test_sparsity_is_in_the_history_json_and_the_report(tmp_path, cli, write_con
     doc = r.json
     assert all("sparsity" in row for row in doc["history"])
     assert set(doc["info"]["sparsity"]) == {"layers.0.weight", "layers.3.weight", "layers.6.weight"}
+    for row in doc["history"]:  # per tensor too, each epoch
+        assert {k for k in row if k.startswith("sparsity/")} == {f"sparsity/{k}" for k in doc["info"]["sparsity"]}
+    assert {k: doc["history"][-1][f"sparsity/{k}"] for k in doc["info"]["sparsity"]} == doc["info"]["sparsity"]
+    header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "sparsity/layers.3.weight" in header
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["info"]["sparsity"] == doc["info"]["sparsity"]
     text = cli("train", config, "-d", tmp_path / "run2", "--progress", "none")

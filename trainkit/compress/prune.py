@@ -182,6 +182,8 @@ class Pruner:
 
     def end_epoch(self, row: dict) -> None:
         row["sparsity"] = self._record()
+        for name, value in self.info["sparsity"].items():  # per tensor, as TF-MOT's pruning summaries
+            row[f"sparsity/{name}"] = value
         if self.early is not None and row["epoch"] <= self.cfg.end_epoch:
             # forget the epochs before the masks froze: this one is the first candidate for best
             e = self.early
