@@ -846,9 +846,14 @@ def _interrupted(signum, frame) -> None:
 def main() -> None:
     import signal
 
-    from trainkit.parallel.mpi import run_cli
+    from trainkit.parallel import launched
 
     signal.signal(signal.SIGINT, _interrupted)
+    if not launched():
+        app()
+        return
+    from trainkit.parallel.mpi import run_cli
+
     run_cli(app)  # under mpiexec: rank 0 prints, a failing rank stops the job
 
 

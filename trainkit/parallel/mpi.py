@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from trainkit.errors import TrainkitError
+from trainkit.parallel import LAUNCHER_ENV, launched  # noqa: F401 - launched: part of this module's API
 
 INSTALL = "pip install 'trainkit[mpi]'  (mpi4py, and MPICH with its mpiexec)"
-LAUNCHER_ENV = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")  # MPICH/Intel MPI, Open MPI, PMIx
 AGREED_EXITS = (0, 1, 130, 143)  # outcomes every rank reaches together: finished, diverged, stopped
 _STOP_CODES = {"SIGINT": 1.0, "SIGTERM": 1000.0}  # summed over ranks: ≥ 1000 means someone got SIGTERM
 _EMPTY_SUMS = {"loss_sum": 0.0, "n": 0, "sums": {}}
@@ -46,11 +46,6 @@ _world = None
 
 class MPIUnavailable(TrainkitError):
     kind = "usage"
-
-
-def launched() -> bool:
-    """True when an MPI launcher (mpiexec, srun with PMI) started this process."""
-    return any(v in os.environ for v in LAUNCHER_ENV)
 
 
 def world() -> DataParallel | None:
