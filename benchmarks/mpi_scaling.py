@@ -179,7 +179,7 @@ def mpi_markdown(res: dict) -> list[str]:
             f"{r.get('speedup_vs_1x1', float('nan')):.2f} | {r.get('efficiency', float('nan')):.0%} | "
             f"{r['allreduce_share']:.1%} | {r['wait_share']:.1%} |"
         )
-    return lines
+    return [*lines, ""]
 
 
 if __name__ == "__main__":
