@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import re
 import shutil
 import subprocess
@@ -115,3 +116,27 @@ def test_usage_errors_of_every_json_command_are_one_json_document(cli, args, mes
     assert r.code == 2
     doc = r.json  # the whole of stdout is one document, not click's usage text on stderr only
     assert doc["status"] == "error" and doc["error"]["type"] == "usage" and message in doc["error"]["message"]
+
+
+@pytest.mark.parametrize("emitted", [False, True])
+def test_ctrl_c_outside_training_under_json_still_gives_one_document(monkeypatch, capfd, emitted):
+    """Ctrl-C while loading, compressing or rendering exits 130 at once; under --json stdout
+    still holds exactly one JSON document (none was there before: scripts read an empty stdout)."""
+    import sys
+
+    from trainkit import cli
+
+    monkeypatch.setattr(sys, "argv", ["trainkit", "compress", "run", "--json"])
+    monkeypatch.setattr(cli, "_emitted", emitted)
+    monkeypatch.setattr(cli.os, "_exit", lambda code: (_ for _ in ()).throw(SystemExit(code)))
+    with pytest.raises(SystemExit) as e:
+        cli._interrupted(2, None)
+    assert e.value.code == 130
+    out = capfd.readouterr().out
+    if emitted:
+        assert out == ""
+    else:
+        assert json.loads(out) == {
+            "status": "interrupted",
+            "error": {"type": "interrupted", "message": "stopped by SIGINT"},
+        }

@@ -8,6 +8,7 @@ Exit codes: 0 finished, 1 diverged, 2 bad usage / config / data, 130 SIGINT, 143
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -62,9 +63,14 @@ class ProgressMode(str, Enum):
     none = "none"
 
 
+_emitted = False  # a JSON document went to stdout: an interrupt after it adds none
+
+
 def _emit_json(doc: dict) -> None:
+    global _emitted
     from trainkit.runs.rundir import json_text
 
+    _emitted = True
     try:
         sys.stdout.write(json_text(doc, indent=2) + "\n")
         sys.stdout.flush()
@@ -840,6 +846,11 @@ def _interrupted(signum, frame) -> None:
     # documented code instead of click's "Aborted!" and exit 1. Every file write is atomic,
     # so nothing is left half-written. During training, api.train handles SIGINT itself.
     print("\ninterrupted", file=sys.stderr)
+    if "--json" in sys.argv[1:] and not _emitted:  # scripts still get their one JSON document
+        doc = '{"status": "interrupted", "error": {"type": "interrupted", "message": "stopped by SIGINT"}}\n'
+        with contextlib.suppress(OSError):
+            sys.stdout.flush()
+            os.write(sys.stdout.fileno(), doc.encode())
     os._exit(130)
 
 
