@@ -176,7 +176,8 @@ class _Builder:
                 )
                 continue
             first_line[key] = line
-            self.smap.drop_under(path + (key,))  # a merged value it replaces
+            if key in out:  # replaces a merged value: forget where that one's keys came from
+                self.smap.drop_under(path + (key,))
             self.smap.set(path + (key,), src, line, col)
             out[key] = self.build(vnode, path + (key,))
         return out
