@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import signal
 import statistics
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ from trainkit.optim.schedules import build_schedule
 from trainkit.optim.tensors import build_optimizer
 from trainkit.rng import stream
 from trainkit.runs.trainer import RunResult, Trainer
+from trainkit.signals import on_stop_signals
 
 __all__ = ["load_config", "build", "train", "Experiment"]
 
@@ -276,19 +275,8 @@ def _check_monitors(loaded: LoadedConfig, trainer: Trainer, has_val: bool) -> No
 @contextlib.contextmanager
 def _stop_on_signals(trainer: Trainer):
     """SIGINT/SIGTERM ask the trainer to stop after the current step (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
+    with on_stop_signals(lambda name: setattr(trainer, "stop_requested", name)):
         yield
-        return
-
-    def handler(signum, frame):
-        trainer.stop_requested = signal.Signals(signum).name
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def train(

@@ -27,13 +27,13 @@ import multiprocessing
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
 from trainkit.backend.threads import _ENV as BLAS_VARS
 from trainkit.errors import EXIT_SIGINT, EXIT_SIGTERM, TrainkitError
+from trainkit.signals import on_stop_signals
 
 
 class Interrupted(TrainkitError):
@@ -213,20 +213,13 @@ def executor(jobs: int) -> InProcess | WorkerPool:
 def stop_on_signals(executor, state: dict):
     """While runs go on, SIGINT/SIGTERM to this process set state["signal"] and stop the
     executor: it starts nothing new, and the runs in flight checkpoint and end."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
-    def handler(signum, frame):
-        state.setdefault("signal", signal.Signals(signum).name)
+    def stop(name: str) -> None:
+        state.setdefault("signal", name)
         executor.stop()
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with on_stop_signals(stop):
         yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def run_all(

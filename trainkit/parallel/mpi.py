@@ -36,6 +36,7 @@ import numpy as np
 
 from trainkit.errors import TrainkitError
 from trainkit.parallel import LAUNCHER_ENV, launched  # noqa: F401 - launched: part of this module's API
+from trainkit.signals import on_stop_signals
 
 INSTALL = "pip install 'trainkit[mpi]'  (mpi4py, and MPICH with its mpiexec)"
 AGREED_EXITS = (0, 1, 130, 143)  # outcomes every rank reaches together: finished, diverged, stopped
@@ -179,15 +180,8 @@ class DataParallel:
         """SIGINT/SIGTERM mark a local stop request; the next step's reduction makes every rank
         stop after the same step."""
 
-        def handler(signum, frame):
-            self.local_stop = signal.Signals(signum).name
-
-        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
+        with on_stop_signals(lambda name: setattr(self, "local_stop", name)):
             yield
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
 
     # ------------------------------------------------------------------ output and faults
 
@@ -325,13 +319,6 @@ def launch(workers: int, args: list[str]) -> int:
     cmd = [exe, "-n", str(workers), sys.executable, "-m", "trainkit", *args]
     proc = subprocess.Popen(cmd, start_new_session=True)
 
-    def forward(signum, frame):
-        proc.send_signal(signum)
-
-    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with on_stop_signals(lambda name: proc.send_signal(signal.Signals[name])):
         rc = proc.wait()
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
     return 128 - rc if rc < 0 else rc
