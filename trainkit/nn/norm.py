@@ -159,16 +159,18 @@ class _BatchNorm(ShapedLayer):
         self.running_var += f * unbiased
 
     def backward(self, dy):
-        axes = self.axes
-        if self.affine:
-            xp.add.reduce(dy * self.xhat, axis=axes, out=self.g_gamma)
-            xp.add.reduce(dy, axis=axes, out=self.g_beta)
-            g = dy * self.gamma.reshape(self.bshape)
-        else:
-            g = dy
+        g = self.affine_backward(dy)
         if not self.batch_stats:
             return g * self.inv
-        return _standardize_backward(g, self.xhat, self.inv, axes)
+        return _standardize_backward(g, self.xhat, self.inv, self.axes)
+
+    def affine_backward(self, dy):
+        """dL/dγ, dL/dβ into the gradient buffer; returns dL/dx̂ = dy·γ (dy without affine)."""
+        if not self.affine:
+            return dy
+        xp.add.reduce(dy * self.xhat, axis=self.axes, out=self.g_gamma)
+        xp.add.reduce(dy, axis=self.axes, out=self.g_beta)
+        return dy * self.gamma.reshape(self.bshape)
 
 
 @register("layers", BatchNorm1dConfig)

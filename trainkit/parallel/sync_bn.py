@@ -52,12 +52,7 @@ def synchronize(layer, dp) -> None:
         if not self.synced:
             return own_backward(dy)
         axes, c = self.axes, self.channels
-        if self.affine:
-            xp.add.reduce(dy * self.xhat, axis=axes, out=self.g_gamma)
-            xp.add.reduce(dy, axis=axes, out=self.g_beta)
-            g = dy * self.gamma.reshape(self.bshape)
-        else:
-            g = dy
+        g = self.affine_backward(dy)
         rho = dp.weight()
         buf = xp.empty(2 * c, dtype=xp.float64)
         buf[:c] = g.sum(axis=axes) * rho
