@@ -242,34 +242,26 @@ def _table(net, stored: dict, shapes: dict, file_bytes: int) -> tuple[list[dict]
     for name, (encoding, parts) in stored.items():
         n = int(np.prod(shapes[name]))
         nnz = int(np.count_nonzero(to_numpy({**net.params, **net.buffers}[name])))
-        dense, kept = 4 * n, sum(a.nbytes for a in parts.values())
-        rows.append(
-            {
-                "name": name,
-                "params": n,
-                "nonzeros": nnz,
-                "sparsity": 1.0 - nnz / n if n else 0.0,
-                "bytes_dense_float32": dense,
-                "bytes_stored": kept,
-                "ratio": dense / kept if kept else None,
-                "encoding": encoding,
-                "dtype": str(parts["values"].dtype),
-            }
-        )
+        kept = sum(a.nbytes for a in parts.values())
+        rows.append({"name": name, **_sizes(n, nnz, kept), "encoding": encoding, "dtype": str(parts["values"].dtype)})
     n = sum(r["params"] for r in rows)
     nnz = sum(r["nonzeros"] for r in rows)
-    dense, kept = 4 * n, sum(r["bytes_stored"] for r in rows)
-    total = {
+    total = _sizes(n, nnz, sum(r["bytes_stored"] for r in rows))
+    total.update(file_bytes=file_bytes, file_ratio=total["bytes_dense_float32"] / file_bytes)
+    return rows, total
+
+
+def _sizes(n: int, nnz: int, kept: int) -> dict:
+    """A tensor's (or the total's) counts and bytes: dense float32 against as stored."""
+    dense = 4 * n
+    return {
         "params": n,
         "nonzeros": nnz,
         "sparsity": 1.0 - nnz / n if n else 0.0,
         "bytes_dense_float32": dense,
         "bytes_stored": kept,
         "ratio": dense / kept if kept else None,
-        "file_bytes": file_bytes,
-        "file_ratio": dense / file_bytes,
     }
-    return rows, total
 
 
 def load_compressed(run, name: str = "compressed") -> dict:
