@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= configs/linreg.yaml
 
-.PHONY: run test test-all bench bench-gpu lint fmt clean
+.PHONY: run test test-all bench bench-gpu device-wheels lint fmt clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ bench: $(VENV)/.installed-bench
 # CI has no GPU: there the gpu tests skip, test_device.py and test_cuda_kernels.py run.
 bench-gpu:
 	PYTHON=$(PYTHON) bash scripts/gpu_check.sh
+
+# The wheels a registry-less GPU/16-core machine lacks (pydantic, mpi4py + mpich), into .whl/,
+# for scripts/device_check.sh there (issues 16 and 17).
+device-wheels: $(VENV)/.installed-bench
+	PYTHON=$(BIN)/python bash scripts/device_wheels.sh
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check trainkit tests benchmarks

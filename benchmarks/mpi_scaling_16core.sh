@@ -19,5 +19,6 @@ import os, sys
 from trainkit.parallel.mpi import mpiexec
 print("cores", os.cpu_count(), "python", sys.version.split()[0], "mpiexec", mpiexec())
 PY
-"$PYTHON" -m benchmarks.mpi_scaling --ranks 1,2,4,8,16 --threads 1 --hidden 1024,1024 --batch 4096 \
-    --epochs 2 --mpiexec-args "-bind-to core" --out "$OUT/mpi_scaling_16core.json"
+# RANKS/HIDDEN/EPOCHS only shrink it for a smoke test on a small machine.
+"$PYTHON" -m benchmarks.mpi_scaling --ranks "${RANKS:-1,2,4,8,16}" --threads 1 --hidden "${HIDDEN:-1024,1024}" \
+    --batch 4096 --epochs "${EPOCHS:-2}" --mpiexec-args "-bind-to core" --out "$OUT/mpi_scaling_16core.json"

@@ -47,11 +47,11 @@ $PY -c "import cupy, torch; n = cupy.cuda.runtime.getDeviceCount(); assert n and
 $PY -m trainkit list devices
 
 echo "== pytest -m gpu (and the CPU-side device tests)"
-timeout 200 $PY -m pytest -m "gpu or not gpu" tests/test_gpu.py tests/test_device.py tests/test_cuda_kernels.py \
+timeout "${GPU_PYTEST_TIMEOUT:-200}" $PY -m pytest -m "gpu or not gpu" tests/test_gpu.py tests/test_device.py tests/test_cuda_kernels.py \
   -q -p no:cacheprovider -rs || status=1
 
 echo "== benchmarks (python -m benchmarks.gpu --quick)"
-timeout 300 $PY -m benchmarks.gpu --quick || status=1
+timeout "${GPU_BENCH_TIMEOUT:-300}" $PY -m benchmarks.gpu --quick || status=1
 
 if [ -n "${OUT:-}" ] && [ -f benchmarks/results/gpu.json ]; then cp benchmarks/results/gpu.json "$OUT"/; fi
 exit $status

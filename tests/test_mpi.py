@@ -167,6 +167,14 @@ def test_merged_metric_sums_equal_one_accumulator_over_all_rows(task, loss, name
     assert merged.result("train") == pytest.approx(whole.result("train"), rel=1e-14)
 
 
+def test_trainkit_mpiexec_names_the_launcher_over_the_one_next_to_python(monkeypatch, tmp_path):
+    """A machine with several MPIs (the device run carries mpich beside the image's own)."""
+    monkeypatch.delenv("TRAINKIT_MPIEXEC", raising=False)
+    default = mpi.mpiexec()
+    monkeypatch.setenv("TRAINKIT_MPIEXEC", str(tmp_path / "mpiexec"))
+    assert mpi.mpiexec() == str(tmp_path / "mpiexec") != default
+
+
 def test_workers_without_mpi_exits_2_with_the_install_line(cli, monkeypatch, tmp_path):
     monkeypatch.setattr(mpi, "mpiexec", lambda: None)
     cfg = tmp_path / "c.yaml"

@@ -301,7 +301,10 @@ def run_cli(main) -> None:
 
 
 def mpiexec() -> str | None:
-    """The mpiexec next to this Python (the mpich wheel puts it there), else on PATH."""
+    """$TRAINKIT_MPIEXEC if set (a machine with several MPIs), else the mpiexec next to this
+    Python (the mpich wheel puts it there), else the one on PATH."""
+    if os.environ.get("TRAINKIT_MPIEXEC"):
+        return os.environ["TRAINKIT_MPIEXEC"]
     near = Path(sys.executable).parent / "mpiexec"
     return str(near) if near.is_file() else shutil.which("mpiexec")
 
