@@ -6,27 +6,17 @@
 #      the CPU engine, LeNet vs torch, numerics of every optimizer) -> benchmarks/results/gpu.json.
 # Budget: about 8 minutes in all (pytest ≤ 200 s, benchmarks ≤ 300 s, each under `timeout`).
 #
-# The GPU machine has no package registry. trainkit's own dependencies that it lacks
-# (pydantic, typer, rich, pyyaml, threadpoolctl; pytest for the tests) come from wheels
-# carried in the working tree, downloaded beforehand on a machine with a registry for the
-# GPU machine's Python (3.11 / 3.12: check `python3 -V` there, or download both):
-#
-#   mkdir -p shared/wheels
-#   for py in 3.11 3.12; do
-#     pip download -d shared/wheels --only-binary=:all: --platform manylinux2014_x86_64 \
-#       --platform manylinux_2_17_x86_64 --python-version $py \
-#       'pydantic>=2.5' 'typer>=0.12' 'rich>=13' 'pyyaml>=6' 'threadpoolctl>=3' 'pytest>=8' 'hypothesis>=6'
-#   done
-#
-# and carried with the tree (the device tool's `carry: ["shared/wheels"]`, or any folder named
-# by TRAINKIT_WHEELS). Only what is missing is installed (pip --no-index --find-links), into
-# the machine's Python; CuPy and torch are used as they are found there.
+# The GPU machine has no package registry. What trainkit needs and it lacks (pydantic and its
+# dependencies; pytest and hypothesis where missing) comes from wheels carried in the working
+# tree: `make device-wheels` (scripts/device_wheels.sh) puts them in .whl/ here; carry that
+# folder (the device tool's `carry: [".whl"]`) or name another with TRAINKIT_WHEELS.
+# scripts/device_check.sh runs this script and the MPI scaling in one go.
 #
 #   bash scripts/gpu_check.sh            # from the repository root; results also under $OUT if set
 set -u
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-WHEELS=${TRAINKIT_WHEELS:-shared/wheels}
+WHEELS=${TRAINKIT_WHEELS:-.whl}
 status=0
 
 echo "== python: $($PY -V 2>&1); $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
