@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import require
 from trainkit.compress import storage
 from trainkit.compress.quantize import EPS, dequantize, quantize_int8
+from trainkit.errors import DataError
 
 
 def _weights(seed, shape=(17, 9)):
@@ -126,18 +127,74 @@ def test_file_round_trip_and_numpy_alone_reads_it(tmp_path):
     np.testing.assert_array_equal(tensors["b.weight"], dequantize(q, scale))
     assert tensors["b.bias"].dtype == np.float32 and tensors["b.bias"].tolist() == [1, 1, 1]
     f = np.load(io.BytesIO(data), allow_pickle=False)
+    assert sorted(f.keys()) == ["data", "meta"]
     meta = json.loads(f["meta"].tobytes().decode())
-    assert meta["format"] == "trainkit-compressed" and meta["version"] == 1 and meta["sparsity"] == 0.9
-    assert meta["tensors"]["b.weight"] == {"shape": [10, 20], "encoding": "bitmask", "dtype": "int8", "quantized": True}
+    assert meta["format"] == "trainkit-compressed" and meta["version"] == 2 and meta["sparsity"] == 0.9
+    spec = meta["tensors"]["b.weight"]
+    assert {k: spec[k] for k in ("shape", "encoding", "dtype", "quantized")} == {
+        "shape": [10, 20],
+        "encoding": "bitmask",
+        "dtype": "int8",
+        "quantized": True,
+    }
+
+    def part(name, key):  # the README's recipe: np.frombuffer(data, dtype, count, offset)
+        dtype, offset, count = meta["tensors"][name]["parts"][key]
+        return np.frombuffer(f["data"], dtype, count, offset)
+
     # decode a.weight (bitmask) by hand
-    spec = meta["tensors"]["a.weight"]
-    assert spec["encoding"] == "bitmask"
-    keep = np.unpackbits(f["a.weight/mask"])[: w.size].astype(bool)
+    assert meta["tensors"]["a.weight"]["encoding"] == "bitmask"
+    keep = np.unpackbits(part("a.weight", "mask"))[: w.size].astype(bool)
     dec = np.zeros(w.size, np.float32)
-    dec[keep] = f["a.weight/values"]
+    dec[keep] = part("a.weight", "values")
     np.testing.assert_array_equal(dec.reshape(w.shape), w)
     # and b.weight: int8 values times the per-row scale
-    keep = np.unpackbits(f["b.weight/mask"])[: q.size].astype(bool)
+    keep = np.unpackbits(part("b.weight", "mask"))[: q.size].astype(bool)
     dec = np.zeros(q.size, np.float32)
-    dec[keep] = f["b.weight/values"]
-    np.testing.assert_array_equal(dec.reshape(q.shape) * f["b.weight/scale"][:, None], dequantize(q, scale))
+    dec[keep] = part("b.weight", "values")
+    np.testing.assert_array_equal(dec.reshape(q.shape) * part("b.weight", "scale")[:, None], dequantize(q, scale))
+
+
+def test_version_1_files_each_part_its_own_array_still_read(tmp_path):
+    w = _sparse((20, 30), 0.9)
+    q, scale = quantize_int8(_sparse((10, 20), 0.5))
+    arrays, tensors = {}, {}
+    for name, values, extra in (("a.weight", w, {}), ("b.weight", q, {"scale": scale})):
+        encoding, parts = storage.encode(values)
+        arrays.update({f"{name}/{k}": v for k, v in {**parts, **extra}.items()})
+        tensors[name] = {
+            "shape": list(values.shape),
+            "encoding": encoding,
+            "dtype": str(values.dtype),
+            "quantized": bool(extra),
+        }
+    doc = {"format": "trainkit-compressed", "version": 1, "tensors": tensors}
+    np.savez_compressed(tmp_path / "v1.npz", meta=np.frombuffer(json.dumps(doc).encode(), np.uint8), **arrays)
+    got, meta = storage.read(tmp_path / "v1.npz")
+    assert meta["version"] == 1
+    np.testing.assert_array_equal(got["a.weight"], w)
+    np.testing.assert_array_equal(got["b.weight"], dequantize(q, scale))
+
+
+def test_one_data_array_keeps_many_small_tensors_cheap(tmp_path):
+    """A small CNN has ~20 tensors of a few dozen values (biases, norms, scales): per-array zip
+    entries and .npy headers (version 1) cost ~200 bytes each, as much as the values themselves."""
+    rng = np.random.default_rng(0)
+    stored, shapes = {}, {}
+    for i in range(20):
+        v = rng.normal(size=16).astype(np.float32)
+        stored[f"layers.{i}.bias"], shapes[f"layers.{i}.bias"] = storage.encode(v), v.shape
+    data = storage.to_bytes(stored, shapes, {})
+    values = 20 * 16 * 4
+    assert len(data) < values + 1500, len(data)  # version 1: 6,022 bytes for these 1,280
+
+
+def test_a_part_outside_the_data_is_a_clear_error(tmp_path):
+    w = _sparse((4, 5), 0.5)
+    data = storage.to_bytes({"a.weight": storage.encode(w)}, {"a.weight": w.shape}, {})
+    f = np.load(io.BytesIO(data))
+    meta = json.loads(f["meta"].tobytes())
+    meta["tensors"]["a.weight"]["parts"]["values"][1] = 10_000
+    np.savez_compressed(tmp_path / "bad.npz", meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), data=f["data"])
+    with pytest.raises(DataError, match="a.weight/values lies outside the data"):
+        storage.read(tmp_path / "bad.npz")
