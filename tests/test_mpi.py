@@ -386,3 +386,17 @@ def test_data_parallel_on_a_gpu_is_refused_naming_train_device(monkeypatch):
     with pytest.raises(ConfigError, match="CPU only") as e:
         mpi.DataParallel(MPI.COMM_WORLD).attach(exp)
     assert e.value.issues[0].key == "train.device"
+
+
+def test_data_parallel_lbfgs_is_refused_with_the_rule_and_a_runnable_fix():
+    require("mpi4py")
+    from mpi4py import MPI
+
+    from trainkit.errors import ConfigError
+
+    exp = api.build(api.load_config(ROOT / "configs" / "linreg.yaml", ["optimizer.name=lbfgs"]))
+    with pytest.raises(ConfigError) as e:
+        mpi.DataParallel(MPI.COMM_WORLD).attach(exp)
+    (issue,) = e.value.issues
+    assert issue.key == "optimizer.name" and "one gradient per step" in issue.message
+    assert "--set optimizer.name=adam" in issue.hint and "without mpiexec or --workers" in issue.hint
