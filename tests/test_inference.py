@@ -68,7 +68,7 @@ def test_swapped_columns_give_the_same_answer(table_run, cli):
     same = cli("evaluate", tmp_path / "run", "--data", tmp_path / "train.csv", "--json")
     swapped = cli("evaluate", tmp_path / "run", "--data", tmp_path / "swapped.csv", "--json")
     assert same.code == 0 and swapped.code == 0, swapped.stderr
-    assert same.json["metrics"]["test_accuracy"] >= 0.95
+    assert same.json["metrics"]["data_accuracy"] >= 0.95
     assert swapped.json["metrics"] == same.json["metrics"]
     p_same = cli("predict", tmp_path / "run", "--data", tmp_path / "train.csv")
     p_swapped = cli("predict", tmp_path / "run", "--data", tmp_path / "swapped.csv")
@@ -253,9 +253,9 @@ def test_scale_target_is_undone_in_predictions_and_metrics(tmp_path, cli):
     m = r.json["metrics"]
     r2 = cli("predict", tmp_path / "run", "--data", tmp_path / "house.csv")
     p = np.array([float(v) for v in r2.stdout.split()[1:]])
-    np.testing.assert_allclose(m["test_mae"], np.abs(p - price).mean(), rtol=1e-6)  # in dollars
-    np.testing.assert_allclose(m["test_loss"], ((p - price) ** 2).mean(), rtol=1e-6)
-    assert 300 < m["test_mae"] < 700 and m["test_r2"] > 0.99
+    np.testing.assert_allclose(m["data_mae"], np.abs(p - price).mean(), rtol=1e-6)  # in dollars
+    np.testing.assert_allclose(m["data_loss"], ((p - price) ** 2).mean(), rtol=1e-6)
+    assert 300 < m["data_mae"] < 700 and m["data_r2"] > 0.99
 
 
 def test_scale_target_is_fitted_on_the_training_split_only(tmp_path):
