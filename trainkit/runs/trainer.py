@@ -203,6 +203,18 @@ class Trainer:
         self._accs[id(T), evaluating] = (T, acc)
         return acc
 
+    def _loss_in_units(self, pred, tb) -> float:
+        """A batch's loss on scaled targets, computed again in the target's units (outputs,
+        targets and a distillation teacher's outputs unscaled), as val_loss is."""
+        teacher = getattr(self.loss, "teacher_out", None)
+        if teacher is not None:
+            self.loss.teacher_out = self.unscale(teacher)
+        try:
+            return self.loss.forward(self.unscale(pred), self.unscale(tb))
+        finally:
+            if teacher is not None:
+                self.loss.teacher_out = teacher
+
     def evaluate(self, X, T, split: str, batch_size: int = 4096) -> dict[str, float]:
         """Loss and metrics of the current parameters on (X, T), in evaluation mode."""
         return evaluate(self.net, self.loss, self._accumulator(T, True), X, T, split, batch_size, self.unscale)
@@ -325,7 +337,7 @@ class Trainer:
                 h.begin_step(xb)
             pred = net.forward(xb, training=True)
             if self.unscale is not None and n:  # scaled targets: train_loss reported in their units, as val_loss
-                shown = loss.forward(self.unscale(pred), self.unscale(tb))
+                shown = self._loss_in_units(pred, tb)
             value = loss.forward(pred, tb)  # after `shown`: the backward pass uses this one's cache
             total = value if self.dp is None else self.dp.batch_loss(value, n, self)
             if not math.isfinite(total):
