@@ -164,6 +164,12 @@ def _check_numbers(loaded: LoadedConfig, grid, target, from_cli_grid: bool, from
             f"the target loss must be a finite number, got {target}",
             "e.g. --target-loss 0.1",
         )
+    if target is not None and target < 0 and not hasattr(loaded.config, "problem"):  # a playground's f may be < 0
+        raise ConfigError.one(
+            "--target-loss" if from_cli_target else f"{loaded.source}: compare.target_loss",
+            f"every trainkit loss is 0 or more, so a target loss of {target:g} is never reached",
+            "e.g. --target-loss 0.1",
+        )
 
 
 def _check_output_dir(out: Path) -> None:
