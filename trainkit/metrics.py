@@ -4,8 +4,8 @@ Regression: mse, mae, r2 (uniform average over outputs, as sklearn). With target
 (data.scale_target) the model learns t = (y − offset) / factor. Training batches are summed
 on t, their loss given in the target's units (the trainer computes it again on unscaled
 outputs and targets), and mse and mae are converted to the target's units (per output:
-mse_y = factor² · mse_t, mae_y = factor · mae_t; r2 is the same on y and t). Evaluated splits are summed in the target's units directly
-(runs.trainer.evaluate). Classification:
+mse_y = factor² · mse_t, mae_y = factor · mae_t; r2 is the same on y and t). Evaluated
+splits are summed in the target's units directly (runs.trainer.evaluate). Classification:
 accuracy; binary adds precision, recall and f1 for the positive class (label index 1).
 
 Per batch only what changes is summed (squared and absolute errors, correct counts, a
