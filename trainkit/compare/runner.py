@@ -328,6 +328,8 @@ def _batch_notes(loaded: LoadedConfig, contenders: list[Contender], runs: list[d
     others = [c.label for c in contenders if c.label not in full]
     n_train = next((r["info"]["n_train"] for r in runs if r.get("info")), None)
     size = resolve_batch_size(registry.get("optimizers", "sgd").schema(), loaded.config.train.batch_size, n_train)
+    if n_train is not None and size >= n_train:  # one batch holds the whole training set: full batch too
+        return []
     return [
         f"{', '.join(full)} ran full batch (trainkit runs {'it' if len(full) == 1 else 'them'} on the whole "
         f"training set only: one step per epoch); {', '.join(others)} ran mini-batches of {size}"
