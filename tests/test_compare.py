@@ -379,6 +379,13 @@ def test_a_signal_stops_every_worker_before_the_parent_exits(tmp_path, write_con
 # --------------------------------------------------------------------------- bad input, exit 2
 
 
+def test_a_playground_may_target_a_negative_value():
+    from trainkit.compare import runner
+    from trainkit.config import load_config
+
+    runner._check_numbers(load_config(CONFIGS / "saddle.yaml", kind="any"), None, -0.5, False, True)  # f < 0 there
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
@@ -395,6 +402,7 @@ def test_a_signal_stops_every_worker_before_the_parent_exits(tmp_path, write_con
         (["--lr-grid", "0.1,nan"], "got nan"),
         (["--lr-grid", ","], "got none"),
         (["--target-loss", "nan"], "the target loss must be a finite number"),
+        (["--target-loss", "-1"], "every trainkit loss is 0 or more, so a target loss of -1 is never reached"),
     ],
 )
 def test_bad_compare_options_exit_2_before_any_run(cli, monkeypatch, args, message):

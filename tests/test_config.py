@@ -125,6 +125,13 @@ BAD_CONFIGS = [
         "full-batch gradient descent",
         "batch_size: full",
     ),
+    (  # trainkit's rule and its reason, not "gradient descent" (torch's LBFGS takes any batch)
+        "lbfgs_minibatch",
+        BASE.replace("name: sgd", "name: lbfgs").replace("epochs: 3", "epochs: 3\n  batch_size: 8"),
+        (12, "train.batch_size"),
+        r"^optimizer lbfgs takes full-batch steps in trainkit: the curvature pairs it keeps from step to step",
+        r"--set train\.batch_size=full\), or for mini-batches optimizer adam \(--set optimizer\.name=adam\)$",
+    ),
     (
         "bad_dtype",
         BASE.replace("epochs: 3", "epochs: 3\n  dtype: float16"),

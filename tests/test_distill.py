@@ -250,3 +250,37 @@ def test_resume_of_a_distilled_run_is_bit_exact(teacher, tmp_path, write_config)
     for k in straight.params:
         np.testing.assert_array_equal(resumed.params[k], straight.params[k])
     assert read(tmp_path / "b") == read(tmp_path / "a")
+
+
+SCALED_TEACHER = """\
+seed: 0
+data: {name: linear, n_samples: 40, n_features: 3, weights: [300.0, -200.0, 100.0], bias: 500.0,
+  scale: minmax, scale_target: standardize, val_fraction: 0}
+model: {name: mlp, hidden: [8]}
+optimizer: {name: adam, lr: 0.01}
+train: {epochs: 3, batch_size: 16, dtype: float64}
+"""
+
+
+def test_scaled_targets_distilled_train_loss_is_in_the_targets_units(tmp_path):
+    """With scale_target, train_loss is reported in the target's units; under distillation the
+    teacher term must be too: (1 − α)·mse(student, y) + α·mse(student, teacher), all unscaled."""
+    from trainkit import api
+
+    (tmp_path / "teacher.yaml").write_text(SCALED_TEACHER)
+    trainkit.train(tmp_path / "teacher.yaml", output_dir=tmp_path / "teacher")
+    student = tmp_path / "student.yaml"  # lr 0: the student stays at its initial parameters
+    student.write_text(
+        SCALED_TEACHER.replace("lr: 0.01", "lr: 0.0").replace(
+            "epochs: 3, batch_size: 16", "epochs: 1, batch_size: full"
+        )
+        + f"distill: {{teacher: {tmp_path / 'teacher'}, alpha: 0.5}}\n"
+    )
+    exp = api.build(load_config(student))
+    X, y = exp.arrays["X_train"], exp.data["train"].y.reshape(-1, 1)
+    s = exp.state.unscaled_targets(exp.net.predict(X))
+    teacher = open_run(tmp_path / "teacher")
+    t = teacher.state.unscaled_targets(teacher.net.predict(X))  # the same data scaling: the same inputs
+    expected = 0.5 * np.mean((s - y) ** 2) + 0.5 * np.mean((s - t) ** 2)
+    assert np.ravel(exp.state.target_factor)[0] > 50  # the units matter: in standard deviations, 50² times less
+    assert trainkit.train(student).history[0]["train_loss"] == pytest.approx(expected, rel=1e-10)

@@ -12,8 +12,6 @@ import json
 import numpy as np
 import pytest
 
-from trainkit.runs import checkpoint
-
 CLASSES = ["alpha", "beta", "gamma"]
 
 
@@ -68,7 +66,7 @@ def test_swapped_columns_give_the_same_answer(table_run, cli):
     same = cli("evaluate", tmp_path / "run", "--data", tmp_path / "train.csv", "--json")
     swapped = cli("evaluate", tmp_path / "run", "--data", tmp_path / "swapped.csv", "--json")
     assert same.code == 0 and swapped.code == 0, swapped.stderr
-    assert same.json["metrics"]["test_accuracy"] >= 0.95
+    assert same.json["metrics"]["data_accuracy"] >= 0.95
     assert swapped.json["metrics"] == same.json["metrics"]
     p_same = cli("predict", tmp_path / "run", "--data", tmp_path / "train.csv")
     p_swapped = cli("predict", tmp_path / "run", "--data", tmp_path / "swapped.csv")
@@ -253,9 +251,9 @@ def test_scale_target_is_undone_in_predictions_and_metrics(tmp_path, cli):
     m = r.json["metrics"]
     r2 = cli("predict", tmp_path / "run", "--data", tmp_path / "house.csv")
     p = np.array([float(v) for v in r2.stdout.split()[1:]])
-    np.testing.assert_allclose(m["test_mae"], np.abs(p - price).mean(), rtol=1e-6)  # in dollars
-    np.testing.assert_allclose(m["test_loss"], ((p - price) ** 2).mean(), rtol=1e-6)
-    assert 300 < m["test_mae"] < 700 and m["test_r2"] > 0.99
+    np.testing.assert_allclose(m["data_mae"], np.abs(p - price).mean(), rtol=1e-6)  # in dollars
+    np.testing.assert_allclose(m["data_loss"], ((p - price) ** 2).mean(), rtol=1e-6)
+    assert 300 < m["data_mae"] < 700 and m["data_r2"] > 0.99
 
 
 def test_scale_target_is_fitted_on_the_training_split_only(tmp_path):
@@ -288,7 +286,7 @@ def test_scale_target_on_a_classification_task_is_exit_2(table_run, cli):
 
 def test_train_reports_scaled_targets_in_their_units_and_evaluate_agrees(tmp_path, cli):
     """With scale_target, every reported mae/mse (history, final metrics, metrics files) and
-    the val/test losses are in the target's units, and `evaluate` on the run's test split
+    the train/val/test losses are in the target's units, and `evaluate` on the run's test split
     gives exactly the test metrics that `train` reported."""
     rng = np.random.default_rng(0)
     size = rng.uniform(50, 250, 120)
@@ -298,12 +296,11 @@ def test_train_reports_scaled_targets_in_their_units_and_evaluate_agrees(tmp_pat
     r = cli("train", tmp_path / "c.yaml", "-d", tmp_path / "run", "--json")
     assert r.code == 0, r.stderr
     m, last = r.json["metrics"], r.json["history"][-1]
-    (factor,) = checkpoint.load(tmp_path / "run" / "checkpoint.npz")[1]["data"]["target_factor"]
     for row in (m, last):
         assert 300 < row["train_mae"] < 700 and 300 < row["val_mae"] < 700  # dollars, not standard deviations
         assert row["val_loss"] == pytest.approx(row["val_mse"], rel=1e-12)  # mse loss on val: in dollars²
-        assert row["train_loss"] < 1e-2  # the loss the optimizer minimised, on standardized prices
-        assert row["train_mse"] == pytest.approx(row["train_loss"] * factor**2, rel=1e-9)
+        assert row["train_loss"] == pytest.approx(row["train_mse"], rel=1e-9)  # dollars², as val_loss
+        assert row["train_loss"] > 1e4  # not the optimizer's loss on standardized prices (~1e-4)
     assert 300 < m["test_mae"] < 700 and m["test_loss"] == pytest.approx(m["test_mse"], rel=1e-12)
     with open(tmp_path / "run" / "metrics.csv") as f:
         assert float(list(csv.DictReader(f))[-1]["val_mae"]) == last["val_mae"]
@@ -481,6 +478,23 @@ def test_an_npz_file_for_a_run_with_one_hot_columns_is_exit_2(tmp_path, cli):
     assert r.code == 2 and "x.npz: an .npz file has no column names, and the run one-hot encodes color" in r.stderr
 
 
+def test_progress_shows_train_and_val_loss_of_scaled_targets_in_the_same_units(tmp_path, cli):
+    """The plain progress line put train_loss on standardized prices (~1e-4) beside val_loss in
+    dollars² (~1e5). Without learning (lr 0) and validated on the training file itself, the two
+    columns must read the same."""
+    rng = np.random.default_rng(0)
+    size = rng.uniform(50, 250, 40)
+    price = np.round(1000 * size + 50_000 + rng.normal(0, 500, 40), 2)
+    write_table(tmp_path / "house.csv", ["size", "price"], [[f"{s:.3f}", f"{p:.2f}"] for s, p in zip(size, price)])
+    config = REGRESSION.replace("val_fraction: 0.25", "val_path: house.csv").replace("lr: 0.5", "lr: 0.0")
+    (tmp_path / "c.yaml").write_text(config + "loss: {name: huber, delta: 1000.0}\n")
+    r = cli("train", tmp_path / "c.yaml", "--set", "train.epochs=2", "--progress", "plain")
+    assert r.code == 0, r.stderr
+    line = next(line for line in r.stdout.splitlines() if line.startswith("epoch 1/2"))
+    train, val = (line.split(f"{k}=")[1].split()[0] for k in ("train_loss", "val_loss"))
+    assert train == val and float(train) > 1e5, line  # huber with δ = $1000: dollars, linear part
+
+
 def test_train_mae_and_mse_are_converted_per_output(tmp_path):
     """Training batches are summed on scaled targets; with two outputs of different scales,
     train_mae/train_mse must equal the errors of the unscaled outputs against the raw targets."""
@@ -495,4 +509,4 @@ def test_train_mae_and_mse_are_converted_per_output(tmp_path):
     row = api.train(load_config(tmp_path / "c.yaml", overrides)).history[0]  # metrics of the first step's forward
     assert row["train_mae"] == pytest.approx(np.abs(d).mean(), rel=1e-12)
     assert row["train_mse"] == pytest.approx((d**2).mean(), rel=1e-12)
-    assert row["train_mse"] != pytest.approx(row["train_loss"], rel=0.1)  # the loss stays on scaled targets
+    assert row["train_loss"] == pytest.approx((d**2).mean(), rel=1e-12)  # the mse loss, in the targets' units too

@@ -93,13 +93,18 @@ BAD_OPTIONS = [
     (["--start-lr", "1", "--end-lr", "0.1"], r"--end-lr: must be larger than --start-lr \(1\), got 0.1"),
     (["--steps", "2"], r"--steps: the ramp needs at least 3 steps"),
     (["--diverge", "0.5"], r"--diverge: must be above 1"),
+    (["--end-lr", "inf"], r"--end-lr: must be a finite number, got inf\n.*help: e.g. --end-lr 10"),
+    (["--start-lr", "nan"], r"--start-lr: must be a finite number, got nan"),
+    (["--start-lr", "-inf"], r"--start-lr: must be a finite number, got -inf"),
+    (["--diverge", "inf"], r"--diverge: must be a finite number, got inf"),
+    (["--start-lr", "-1"], r"--start-lr: must be a positive number, got -1"),
     (["--suggest", "valley"], r"--suggest: choose minimum or steepest"),
     (["--plot", "no/such/folder/lr.png"], r"--plot no/such/folder/lr.png: the folder no/such/folder does not exist"),
     (["--plot", "lr.txt"], r"--plot lr.txt: extension .txt"),
 ]
 
 
-@pytest.mark.parametrize("args,message", BAD_OPTIONS, ids=[a[0] for a, _ in BAD_OPTIONS])
+@pytest.mark.parametrize("args,message", BAD_OPTIONS, ids=[" ".join(a) for a, _ in BAD_OPTIONS])
 def test_bad_options_exit_2(cli, args, message):
     r = cli("lr-find", CONFIGS / "mlp_moons.yaml", *args)
     assert r.code == 2 and r.stdout == "" and re.search(message, r.stderr), r.stderr

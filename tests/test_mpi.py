@@ -20,6 +20,7 @@ from conftest import ROOT, Result, require
 from trainkit import api
 from trainkit.metrics import MetricAccumulator
 from trainkit.parallel import mpi
+from trainkit.runs import checkpoint
 
 WORKER = Path(__file__).with_name("mpi_worker.py")
 DIGITS = ROOT / "configs" / "data" / "digits.csv"
@@ -382,6 +383,56 @@ def test_sync_batch_norm_gives_the_single_process_answer(n, tmp_path):
         assert_same(api.train(path), got["params"], got["history"], 1e-10)
 
 
+PRUNED = MLP + "prune: {sparsity: 0.8, start_epoch: 1, end_epoch: 3, frequency: 2}\n"  # masks move every 2 steps
+BLOBS = "data: {name: blobs, n_samples: 127, n_classes: 3, n_features: 2, cluster_std: 2.0, val_fraction: 0.2}"
+TEACHER = f"""
+seed: 0
+{BLOBS}
+model: {{name: mlp, hidden: [16], activation: tanh}}
+optimizer: {{name: adam, lr: 0.02}}
+train: {{epochs: 3, batch_size: 25, dtype: float64}}
+"""
+STUDENT = f"""
+seed: 3
+{BLOBS}
+model: {{name: mlp, hidden: [8], activation: tanh, dropout: 0.1}}
+optimizer: {{name: adam, lr: 0.01}}
+train: {{epochs: 3, batch_size: 25, dtype: float64}}
+distill: {{teacher: teacher, temperature: 2.0, alpha: 0.7}}
+"""
+
+
+def test_pruning_on_2_ranks_gives_the_single_process_masks_weights_and_sparsity(tmp_path):
+    cfg = tmp_path / "pruned.yaml"
+    cfg.write_text(PRUNED)
+    one = api.train(cfg, output_dir=tmp_path / "one")
+    r = run_mpi(2, "train", cfg, "--json", "-d", tmp_path / "two")
+    assert r.code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert_same(one, doc["params"], doc["history"], 1e-10)  # the history holds sparsity and sparsity/<tensor>
+    assert [row["sparsity"] for row in doc["history"]] == [row["sparsity"] for row in one.history]
+    assert one.history[-1]["sparsity"] > 0.75
+    masks = [
+        {k: v for k, v in checkpoint.load(tmp_path / d / "checkpoint.npz")[0].items() if k.startswith("prune/mask/")}
+        for d in ("one", "two")
+    ]
+    assert masks[0].keys() == masks[1].keys() and len(masks[0]) == 3
+    for k in masks[0]:
+        np.testing.assert_array_equal(masks[1][k], masks[0][k], err_msg=k)
+
+
+def test_distillation_on_2_ranks_gives_the_single_process_parameters(tmp_path):
+    (tmp_path / "teacher.yaml").write_text(TEACHER)
+    api.train(tmp_path / "teacher.yaml", output_dir=tmp_path / "teacher")
+    cfg = tmp_path / "student.yaml"
+    cfg.write_text(STUDENT)
+    out = tmp_path / "out.json"
+    r = run_mpi(2, "results", out, cfg, worker=True)
+    assert r.code == 0, r.stderr
+    (got,) = json.loads(out.read_text())
+    assert_same(api.train(cfg), got["params"], got["history"], 1e-10)
+
+
 def test_data_parallel_on_a_gpu_is_refused_naming_train_device(monkeypatch):
     require("mpi4py")
     from mpi4py import MPI
@@ -394,3 +445,17 @@ def test_data_parallel_on_a_gpu_is_refused_naming_train_device(monkeypatch):
     with pytest.raises(ConfigError, match="CPU only") as e:
         mpi.DataParallel(MPI.COMM_WORLD).attach(exp)
     assert e.value.issues[0].key == "train.device"
+
+
+def test_data_parallel_lbfgs_is_refused_with_the_rule_and_a_runnable_fix():
+    require("mpi4py")
+    from mpi4py import MPI
+
+    from trainkit.errors import ConfigError
+
+    exp = api.build(api.load_config(ROOT / "configs" / "linreg.yaml", ["optimizer.name=lbfgs"]))
+    with pytest.raises(ConfigError) as e:
+        mpi.DataParallel(MPI.COMM_WORLD).attach(exp)
+    (issue,) = e.value.issues
+    assert issue.key == "optimizer.name" and "one gradient per step" in issue.message
+    assert "--set optimizer.name=adam" in issue.hint and "without mpiexec or --workers" in issue.hint

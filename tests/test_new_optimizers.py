@@ -461,6 +461,33 @@ def test_compare_runs_lbfgs_full_batch():
     assert comp.runs[0]["status"] == "completed"
 
 
+def test_compare_says_which_optimizers_ran_full_batch_beside_mini_batch_ones(cli):
+    from conftest import CONFIGS
+
+    from trainkit.compare import runner
+
+    cfg, short = CONFIGS / "compare_new_mlp.yaml", ["train.epochs=1", "data.n_samples=80"]
+    comp = runner.compare(cfg, ["lbfgs", "adam"], seeds=1, jobs=1, overrides=short)
+    assert comp.notes == [
+        "lbfgs ran full batch (trainkit runs it on the whole training set only: one step per epoch); "
+        "adam ran mini-batches of 32"
+    ]
+    assert comp.to_dict()["notes"] == comp.notes
+    assert runner.compare(cfg, ["adam"], seeds=1, jobs=1, overrides=short).notes == []
+    full = runner.compare(cfg, ["lbfgs", "adam"], seeds=1, jobs=1, overrides=[*short, "train.batch_size=full"])
+    assert full.notes == []  # every run full batch: nothing differs
+    tiny = runner.compare(
+        cfg,
+        ["lbfgs", "adam"],
+        seeds=1,
+        jobs=1,
+        overrides=["train.epochs=1", "data.n_samples=40", "train.batch_size=null"],
+    )
+    assert tiny.notes == []  # 30 training samples: adam's batch of min(32, 30) is the full batch too
+    r = cli("compare-optimizers", cfg, "-o", "lbfgs", "-o", "sgd", "-j", "1", *(a for o in short for a in ("--set", o)))
+    assert r.code == 0 and "note: lbfgs ran full batch" in r.stdout and "sgd ran mini-batches of 32" in r.stdout
+
+
 def test_playground_gives_lbfgs_its_closure_and_reports_schedule_free_at_x():
     from trainkit import registry
     from trainkit.compare.playground import QuadraticConfig, run_problem

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -207,7 +208,12 @@ def test_evaluate_and_predict_on_iris(tmp_path, cli):
     assert r.code == 0 and r.json["split"] == "test" and r.json["n"] == 30
     assert r.json["metrics"]["test_accuracy"] >= 0.93
     r = cli("evaluate", run, "--data", CONFIGS / "data" / "iris.csv", "--json")
-    assert r.code == 0 and r.json["n"] == 150 and r.json["metrics"]["test_accuracy"] >= 0.95
+    assert r.code == 0 and r.json["n"] == 150 and r.json["metrics"]["data_accuracy"] >= 0.95
+    assert r.json["split"] == "data" and r.json["data"] == str(CONFIGS / "data" / "iris.csv")
+    assert not any(k.startswith("test_") for k in r.json["metrics"])  # the file is not the test split
+    r = cli("evaluate", run, "--data", CONFIGS / "data" / "iris.csv")
+    assert r.code == 0 and "iris.csv (150 samples)" in r.stdout and re.search(r"metric\s+\S\s+data\b", r.stdout)
+    assert not re.search(r"\btest\b", r.stdout), r.stdout
     r = cli("predict", run, "--data", CONFIGS / "data" / "iris.csv", "--output", tmp_path / "preds.csv")
     assert r.code == 0
     with open(tmp_path / "preds.csv") as f:

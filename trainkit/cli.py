@@ -320,6 +320,8 @@ def compare_optimizers(
         console.print(f"★ lowest {comp.picked_on}: {winner['optimizer']} (lr {winner['lr']:g}){test}", markup=False)
     else:
         console.print(comp.verdict, markup=False)
+    for note in comp.notes:
+        console.print(f"note: {note}", markup=False)
     for s in comp.lr_search:
         tried = ", ".join(
             f"{e['lr']:g}→{e['status'] if e['score'] is None else format(e['score'], '.4g')}" for e in s["scores"]

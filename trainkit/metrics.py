@@ -2,10 +2,10 @@
 
 Regression: mse, mae, r2 (uniform average over outputs, as sklearn). With target scaling
 (data.scale_target) the model learns t = (y − offset) / factor. Training batches are summed
-on t: the train loss stays the loss the optimizer minimises, and mse and mae are converted
-to the target's units (per output: mse_y = factor² · mse_t, mae_y = factor · mae_t; r2 is
-the same on y and t). Evaluated splits are summed in the target's units directly
-(runs.trainer.evaluate). Classification:
+on t, their loss given in the target's units (the trainer computes it again on unscaled
+outputs and targets), and mse and mae are converted to the target's units (per output:
+mse_y = factor² · mse_t, mae_y = factor · mae_t; r2 is the same on y and t). Evaluated
+splits are summed in the target's units directly (runs.trainer.evaluate). Classification:
 accuracy; binary adds precision, recall and f1 for the positive class (label index 1).
 
 Per batch only what changes is summed (squared and absolute errors, correct counts, a
@@ -31,8 +31,9 @@ DEFAULT_METRICS = {
 
 def default_metrics(task: str, loss_name: str, scaled: bool = False) -> list[str]:
     """The metrics reported when train.metrics is not given. The loss is reported anyway, so
-    a metric of the same name is left out, unless the targets are scaled: then the train loss
-    is on scaled targets and the metric, in the target's units, differs from it."""
+    a metric of the same name is left out, unless the targets are scaled: scaled runs keep
+    their mse/mae columns (for a mean-reduced loss of that name they equal the loss, both
+    in the target's units)."""
     return [m for m in DEFAULT_METRICS[task] if m != loss_name or scaled]
 
 

@@ -50,6 +50,7 @@ class Comparison:
     lr_search: list[dict] = field(default_factory=list)
     verdict: str = ""  # who won, a tie, or no winner, in words
     picked_on: str = ""  # what the lr search and the ranking minimise: val loss, train loss, final f
+    notes: list[str] = field(default_factory=list)  # what differs between runs beyond the optimizer
 
     def to_dict(self) -> dict:
         return {
@@ -59,6 +60,7 @@ class Comparison:
             "runs": self.runs,
             "summary": self.summary,
             "lr_search": self.lr_search,
+            "notes": self.notes,
             "config": self.config,
         }
 
@@ -160,6 +162,12 @@ def _check_numbers(loaded: LoadedConfig, grid, target, from_cli_grid: bool, from
         raise ConfigError.one(
             "--target-loss" if from_cli_target else f"{loaded.source}: compare.target_loss",
             f"the target loss must be a finite number, got {target}",
+            "e.g. --target-loss 0.1",
+        )
+    if target is not None and target < 0 and not hasattr(loaded.config, "problem"):  # a playground's f may be < 0
+        raise ConfigError.one(
+            "--target-loss" if from_cli_target else f"{loaded.source}: compare.target_loss",
+            f"every trainkit loss is 0 or more, so a target loss of {target:g} is never reached",
             "e.g. --target-loss 0.1",
         )
 
@@ -302,10 +310,30 @@ def compare(
         lr_search,
         verdict(summary),
         _picked_on(playground, runs),
+        [] if playground else _batch_notes(loaded, contenders, runs),
     )
     if out:
         write_outputs(comp, out)
     return comp
+
+
+def _batch_notes(loaded: LoadedConfig, contenders: list[Contender], runs: list[dict]) -> list[str]:
+    """Say so when a full-batch optimizer (gd, lbfgs: trainkit runs them on the whole training
+    set only) is compared with mini-batch ones: their steps per epoch differ."""
+    from trainkit.optim.optimizers import resolve_batch_size
+
+    full = [c.label for c in contenders if registry.get("optimizers", c.spec["name"]).schema.full_batch]
+    if not full or len(full) == len(contenders) or loaded.config.train.batch_size == "full":
+        return []
+    others = [c.label for c in contenders if c.label not in full]
+    n_train = next((r["info"]["n_train"] for r in runs if r.get("info")), None)
+    size = resolve_batch_size(registry.get("optimizers", "sgd").schema(), loaded.config.train.batch_size, n_train)
+    if n_train is not None and size >= n_train:  # one batch holds the whole training set: full batch too
+        return []
+    return [
+        f"{', '.join(full)} ran full batch (trainkit runs {'it' if len(full) == 1 else 'them'} on the whole "
+        f"training set only: one step per epoch); {', '.join(others)} ran mini-batches of {size}"
+    ]
 
 
 def _to_target(run: dict, target: float, playground: bool) -> dict | None:

@@ -3,8 +3,9 @@
 One `step` runs up to `max_iter` quasi-Newton iterations on the same batch, re-evaluating the
 loss and gradient through `closure` (set by the trainer before each step: it runs forward and
 backward at the current parameters, fills the gradient buffer and returns the loss), exactly
-as torch's `optimizer.step(closure)`. Use it full batch (`train.batch_size: full`, the default
-for lbfgs): the curvature pairs assume one fixed objective.
+as torch's `optimizer.step(closure)`. trainkit runs it full batch only (`train.batch_size: full`,
+the default for lbfgs; torch allows any batch): the curvature pairs, kept across steps, assume
+one fixed objective.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ class LBFGSConfig(OptimizerConfig):
     """L-BFGS: quasi-Newton steps from a limited history of curvature pairs (torch.optim.LBFGS)."""
 
     name: Literal["lbfgs"] = "lbfgs"
-    full_batch: ClassVar[bool] = True  # its line search re-evaluates the loss on the same batch
+    full_batch: ClassVar[bool] = True  # torch's LBFGS takes any batch; trainkit's rule is the full batch
+    full_batch_why: ClassVar[str] = (
+        "takes full-batch steps in trainkit: the curvature pairs it keeps from step to step (y = gₜ₊₁ − gₜ) "
+        "describe one objective only when every step sees the same data, and mini-batches mix the "
+        "gradients of different batches into them"
+    )
+    for_mini_batches: ClassVar[str] = "adam"
     lr: float = Field(1.0, ge=0, description="step length (the line search's first trial with strong_wolfe)")
     max_iter: int = Field(20, ge=1, description="iterations per optimizer step")
     max_eval: Optional[int] = Field(None, ge=1, description="function evaluations per step (default max_iter·5/4)")

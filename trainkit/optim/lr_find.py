@@ -81,16 +81,25 @@ def suggestions(lrs: list[float], smoothed: list[float]) -> tuple[float | None, 
 def check_options(start_lr: float, end_lr: float, steps: int, diverge: float, suggest: str) -> None:
     from trainkit.errors import ConfigError
 
-    if not (math.isfinite(start_lr) and start_lr > 0):
+    for option, value, hint in (
+        ("--start-lr", start_lr, "e.g. --start-lr 1e-7"),
+        ("--end-lr", end_lr, "e.g. --end-lr 10"),
+        ("--diverge", diverge, "e.g. --diverge 4 (larger lets the ramp run further)"),
+    ):  # checked first, so that nan or inf is named for what it is, not as a failed comparison
+        if not math.isfinite(value):
+            raise ConfigError.one(option, f"must be a finite number, got {value:g}", hint)
+    if not start_lr > 0:
         raise ConfigError.one("--start-lr", f"must be a positive number, got {start_lr:g}", "e.g. --start-lr 1e-7")
-    if not (math.isfinite(end_lr) and end_lr > start_lr):
+    if not end_lr > start_lr:
         raise ConfigError.one(
             "--end-lr", f"must be larger than --start-lr ({start_lr:g}), got {end_lr:g}", "e.g. --end-lr 10"
         )
     if steps < 3:
         raise ConfigError.one("--steps", f"the ramp needs at least 3 steps, got {steps}", "e.g. --steps 200")
     if not diverge > 1:
-        raise ConfigError.one("--diverge", f"must be above 1 (a multiple of the best loss), got {diverge:g}")
+        raise ConfigError.one(
+            "--diverge", f"must be above 1 (a multiple of the best loss), got {diverge:g}", "e.g. --diverge 4"
+        )
     if suggest not in ("minimum", "steepest"):
         raise ConfigError.one("--suggest", f"choose minimum or steepest, got {suggest!r}")
 

@@ -26,6 +26,9 @@ from trainkit.registry import register
 
 class OptimizerConfig(Component):
     full_batch: ClassVar[bool] = False  # True: every step sees the whole training set (gd)
+    # with full_batch: why trainkit refuses mini-batches, and the optimizer to use for them instead
+    full_batch_why: ClassVar[str] = ""
+    for_mini_batches: ClassVar[str] = "sgd"
     lr: float = Field(1e-3, ge=0, description="learning rate")
 
 
@@ -51,6 +54,9 @@ class GDConfig(OptimizerConfig):
     """Plain full-batch gradient descent, θ ← θ − η∇L, as the textbook writes it."""
 
     full_batch: ClassVar[bool] = True
+    full_batch_why: ClassVar[str] = (
+        "is full-batch gradient descent and cannot use mini-batches (sgd is its mini-batch form)"
+    )
     name: Literal["gd"] = "gd"
     lr: float = Field(0.1, ge=0, description="learning rate")
 
@@ -131,12 +137,13 @@ class BatchSizeError(ValueError):
 
 def resolve_batch_size(optimizer: OptimizerConfig, batch_size, n_train: int | None = None):
     """The one rule for `train.batch_size`: `full` for a full-batch optimizer (gd) or when
-    asked, else the config's size, else min(32, n_train). An explicit size that gd cannot
-    use, or one beyond the training set (when n_train is known), raises BatchSizeError."""
+    asked, else the config's size, else min(32, n_train). An explicit size that a full-batch
+    optimizer cannot use, or one beyond the training set (when n_train is known), raises BatchSizeError."""
     if isinstance(batch_size, int) and optimizer.full_batch:
         raise BatchSizeError(
-            f"optimizer {optimizer.name} is full-batch gradient descent and cannot use mini-batches",
-            "set train.batch_size: full, or use optimizer sgd for mini-batch SGD",
+            f"optimizer {optimizer.name} {optimizer.full_batch_why}",
+            f"train.batch_size: full, its default (--set train.batch_size=full), or for mini-batches "
+            f"optimizer {optimizer.for_mini_batches} (--set optimizer.name={optimizer.for_mini_batches})",
         )
     if batch_size is None:
         return "full" if optimizer.full_batch else (32 if n_train is None else min(32, n_train))

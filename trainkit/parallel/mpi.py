@@ -85,9 +85,10 @@ class DataParallel:
         if getattr(tr.opt, "needs_closure", False):
             raise exp.loaded.error(
                 ("optimizer", "name"),
-                f"{exp.loaded.config.optimizer.name} re-evaluates the loss inside its step, which "
-                "data-parallel training does not split across ranks",
-                "use a first-order optimizer (sgd, adam, ...), or train in one process",
+                "data-parallel training (mpiexec, --workers) takes optimizers that use one gradient per step: "
+                f"{exp.loaded.config.optimizer.name} re-evaluates the loss and gradient inside its step "
+                "(its iterations and line search), and those re-evaluations are not all-reduced across ranks",
+                "train it in one process (without mpiexec or --workers), or on N ranks with --set optimizer.name=adam",
             )
         if exp.loaded.config.train.device != "cpu":
             raise exp.loaded.error(

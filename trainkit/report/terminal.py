@@ -144,7 +144,7 @@ def params_table(params: dict[str, np.ndarray]) -> Table:
 
 
 def metrics_table(metrics: dict[str, float]) -> Table:
-    splits = [s for s in ("train", "val", "test") if any(k.startswith(s + "_") for k in metrics)]
+    splits = [s for s in ("train", "val", "test", "data") if any(k.startswith(s + "_") for k in metrics)]
     names: list[str] = []
     for k in metrics:
         for s in splits:

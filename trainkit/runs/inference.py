@@ -109,7 +109,9 @@ def evaluate(
     run_dir: str | Path, data: str | None = None, ignore_extra: bool = False, model: str = "dense", device: str = "cpu"
 ) -> dict:
     """Metrics of the run's final parameters (or its compressed model `model`) on `data` (a
-    file), else its test split (else its validation split). Returns {"split", "metrics", "n"}."""
+    file), else its test split (else its validation split). Returns {"split", "metrics", "n"},
+    and "data" (the file) with `data`: its split is "data" and its metrics `data_loss`, ...,
+    since a file the user names is none of the run's train/val/test splits."""
     with on_device(device):
         return _evaluate(run_dir, data, ignore_extra, model)
 
@@ -119,9 +121,8 @@ def _evaluate(run_dir, data, ignore_extra, model) -> dict:
     if data is not None:
         ds = _read_like_training(run, data, need_target=True, ignore_extra=ignore_extra)
         ds.y = run.state.labels(ds)
-        split = "test"
-    else:
-        ds, split = _held_out(run)
+        return {"split": "data", "data": str(data), "n": len(ds), "metrics": metrics_of(run, ds, "data")}
+    ds, split = _held_out(run)
     return {"split": split, "n": len(ds), "metrics": metrics_of(run, ds, split)}
 
 

@@ -116,9 +116,11 @@ class Trainer:
         head=None,
         target_scaling=None,
     ):
-        """`target_scaling`: (offset, factor) per output of scaled regression targets: training
-        batches are summed on the scaled targets (their mse/mae converted), evaluated splits
-        (their targets unscaled) on outputs unscaled, out · factor + offset, in float64."""
+        """`target_scaling`: (offset, factor) per output of scaled regression targets: the
+        optimizer minimises the loss on the scaled targets; every reported number is in the
+        target's units (outputs unscaled, out · factor + offset, in float64): the train loss
+        of each batch is computed again on the unscaled outputs and targets, the training
+        mse/mae are converted, and evaluated splits have their targets unscaled."""
         self.net, self.loss, self.opt, self.schedule = net, loss, optimizer, schedule
         self.cfg, self.reg = train_cfg, reg_cfg
         self.task, self.loss_name = task, loss_name
@@ -200,6 +202,18 @@ class Trainer:
         )  # fmt: skip
         self._accs[id(T), evaluating] = (T, acc)
         return acc
+
+    def _loss_in_units(self, pred, tb) -> float:
+        """A batch's loss on scaled targets, computed again in the target's units (outputs,
+        targets and a distillation teacher's outputs unscaled), as val_loss is."""
+        teacher = getattr(self.loss, "teacher_out", None)
+        if teacher is not None:
+            self.loss.teacher_out = self.unscale(teacher)
+        try:
+            return self.loss.forward(self.unscale(pred), self.unscale(tb))
+        finally:
+            if teacher is not None:
+                self.loss.teacher_out = teacher
 
     def evaluate(self, X, T, split: str, batch_size: int = 4096) -> dict[str, float]:
         """Loss and metrics of the current parameters on (X, T), in evaluation mode."""
@@ -322,12 +336,14 @@ class Trainer:
             for h in self.hooks:  # on this rank's rows: a teacher's outputs must match them
                 h.begin_step(xb)
             pred = net.forward(xb, training=True)
-            value = loss.forward(pred, tb)
+            if self.unscale is not None and n:  # scaled targets: train_loss reported in their units, as val_loss
+                shown = self._loss_in_units(pred, tb)
+            value = loss.forward(pred, tb)  # after `shown`: the backward pass uses this one's cache
             total = value if self.dp is None else self.dp.batch_loss(value, n, self)
             if not math.isfinite(total):
                 return "diverged", f"loss became {total} at epoch {epoch}, step {step}"
             if n:
-                acc.add(pred, tb, value, n)
+                acc.add(pred, tb, value if self.unscale is None else shown, n)
             net.backward(loss.backward())
             if self.dp is not None:
                 self.dp.allreduce_grad(net.grad, n)
