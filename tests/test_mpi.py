@@ -187,6 +187,18 @@ def test_workers_without_mpi_exits_2_with_the_install_line(cli, monkeypatch, tmp
     assert r.code == 2 and "trainkit[mpi]" in r.json["error"]["message"]
 
 
+def test_workers_with_a_bad_config_reports_it_once_without_launching(cli, monkeypatch, tmp_path):
+    """The config is read before mpiexec: one message and exit 2, not one per rank plus the
+    launcher's abort lines."""
+    monkeypatch.setattr(mpi, "launch", lambda *a: pytest.fail("launched mpiexec for a bad config"))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(MLP.replace("model:", "modle:"))
+    r = cli("train", cfg, "--workers", "2")
+    assert r.code == 2 and "c.yaml" in r.stderr and "did you mean 'model'" in r.stderr
+    r = cli("train", cfg, "--workers", "2", "--json")
+    assert r.code == 2 and r.json["error"]["type"] == "config"
+
+
 # ---------------------------------------------------------------------- under mpiexec
 
 

@@ -231,6 +231,7 @@ def _launch_workers(workers, config, set_, seed, output_dir, overwrite, resume, 
     args += ["--device", device] if device is not None else []
     args += [f for f, on in (("--overwrite", overwrite), ("--resume", resume), ("--json", as_json)) if on]
     try:
+        _load(config, _with_device(set_, device), seed, output_dir)  # a bad config: one message, no N ranks' aborts
         code = launch(workers, args)
     except TrainkitError as err:
         _fail(err, as_json)
