@@ -79,9 +79,34 @@ def test_a_cnn_learns_the_folder_and_predicts_a_flat_folder(tmp_path, cli):
         (lambda root: None, "folder not found"),
         (lambda root: (root / "a").mkdir(parents=True), "needs at least 2 images"),
         (lambda root: (write_folder(root), (root / "circle" / "bad.png").write_bytes(b"nope")), "cannot read image"),
+        # as torchvision's ImageFolder: an empty sub-folder is a mistake, not a class no image has
+        (lambda root: (write_folder(root), (root / "triangle").mkdir()), "class folder 'triangle' holds no images"),
     ],
 )
 def test_bad_folders_are_data_errors(tmp_path, setup, message):
     setup(tmp_path / "imgs")
     with pytest.raises(DataError, match=message):
         build(tmp_path, "{name: image_folder, path: imgs, size: 8}")
+
+
+def test_predict_takes_one_image_file_and_image_arrays(tmp_path, cli):
+    """An image_folder run predicts the forms its data can take: a folder, one image file, and
+    NPZ arrays of (n, C, H, W) or flat (n, C·H·W) rows; another shape is exit 2 naming both."""
+    write_folder(tmp_path / "imgs", n=4)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "seed: 0\ndata: {name: image_folder, path: imgs, size: [6, 8], val_fraction: 0.25}\n"
+        "model: {name: cnn, channels: [2], hidden: []}\noptimizer: {name: adam, lr: 0.05}\ntrain: {epochs: 1}\n"
+    )
+    assert cli("train", cfg, "--output-dir", tmp_path / "run", "--json").code == 0
+    one = cli("predict", tmp_path / "run", "--data", tmp_path / "imgs" / "square" / "0.png")
+    assert one.code == 0, one.stderr
+    assert len(one.stdout.strip().splitlines()) == 2  # header + one image
+    X = np.random.default_rng(0).random((3, 3, 6, 8))
+    for name, arr in [("chw.npz", X), ("flat.npz", X.reshape(3, -1)), ("hwc.npz", X.transpose(0, 2, 3, 1))]:
+        np.savez(tmp_path / name, X=arr)
+        r = cli("predict", tmp_path / "run", "--data", tmp_path / name)
+        if name == "hwc.npz":
+            assert r.code == 2 and "samples have shape [6, 8, 3], the training data [3, 6, 8]" in r.stderr, r.stderr
+        else:
+            assert r.code == 0 and len(r.stdout.strip().splitlines()) == 4, r.stderr

@@ -54,13 +54,14 @@ def image_folder(
 ) -> Dataset:
     shown = str(path or cfg.path)
     root = resolve(shown)
+    if not need_target and root.is_file() and root.suffix.lower() in EXTENSIONS:  # predict on one image
+        return _read([(root, None)], root.parent, cfg, shown, None)
     if not root.is_dir():
         raise DataError(
             "not a folder" if root.exists() else "folder not found",
             shown,
             f"looked for {root}; image_folder's path is a folder with one sub-folder per class",
         )
-    Image = _pillow(shown)
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if classes:
         items = [(f, c) for c in classes for f in _files(root / c)]
@@ -72,6 +73,20 @@ def image_folder(
         )
     if len(items) < (2 if need_target else 1):
         raise DataError(f"needs at least 2 images, found {len(items)} ({', '.join(EXTENSIONS)})", shown)
+    empty = sorted(set(classes) - {c for _, c in items})
+    if need_target and empty:  # as torchvision's ImageFolder: an empty sub-folder is a mistake, not a class
+        raise DataError(
+            f"class folder{'s' * (len(empty) > 1)} {', '.join(map(repr, empty))} "
+            f"{'hold' if len(empty) > 1 else 'holds'} no images ({', '.join(EXTENSIONS)})",
+            shown,
+            "every sub-folder is a class: add its images, or remove the folder",
+        )
+    return _read(items, root, cfg, shown, classes)
+
+
+def _read(items: list, root: Path, cfg: ImageFolderConfig, shown: str, classes: list | None) -> Dataset:
+    """The images `items` ((file, class or None), ...) as a Dataset of flat rows of shape (C, H, W)."""
+    Image = _pillow(shown)
     size = cfg.size if isinstance(cfg.size, list) else [cfg.size, cfg.size]
     if len(size) != 2:
         raise DataError(f"size needs [height, width], got {cfg.size}", shown)

@@ -123,8 +123,8 @@ def load_file(cfg_data, resolve, path: str, need_target: bool = True, like=None,
     `ignore_extra`."""
     entry = registry.get("datasets", cfg_data.name)
     kind = {".csv": "csv", ".npz": "npz"}.get(Path(path).suffix.lower())
-    if not hasattr(cfg_data, "path") or (kind and kind != cfg_data.name and cfg_data.name in ("csv", "npz")):
-        # synthetic training data, or a file of the other format: read by its extension, as
+    if not hasattr(cfg_data, "path") or (kind and kind != cfg_data.name):
+        # synthetic training data, or a file of another format (images as arrays too): read by its extension, as
         # .npz (X, y) or .csv with the training target's column (`y` for synthetic data)
         kind = kind or "npz"
         if kind == "npz" and like is not None and like.categories:
