@@ -12,6 +12,7 @@ from test_runs import train_into
 
 from trainkit import api
 from trainkit.config import load_config_text
+from trainkit.errors import DataError
 from trainkit.runs import checkpoint
 
 CONV_NET = """
@@ -80,8 +81,9 @@ def test_csv_pixel_columns_take_the_shape_key(tmp_path):
     exp = build(text, tmp_path)
     assert exp.net.in_shape == (1, 8, 8) and exp.info["n_features"] == 64
     bad = text.replace("shape: [1, 8, 8]", "shape: [1, 8, 9]")
-    with pytest.raises(Exception, match=r"shape \[1, 8, 9\] holds 72 values per sample but the data has 64"):
+    with pytest.raises(DataError, match=r"shape \[1, 8, 9\] holds 72 values per sample but the data has 64") as e:
         build(bad, tmp_path)
+    assert e.value.origin.endswith(": data.shape")  # the key to fix, not data.path
 
 
 def test_plain_rows_are_one_channel_signals_for_conv1d(tmp_path):

@@ -162,8 +162,13 @@ def prepare(loaded) -> tuple[dict[str, Dataset | None], DataState]:
             p = getattr(loaded.config.data, f"{part}_path", None)
             if p and e.path == p:
                 key = ("data", f"{part}_path")
-        issue = loaded.issue(key, "")
-        raise e.located(f"{issue.where()}: {issue.key}") from None
+        raise _located(loaded, key, e) from None
+
+
+def _located(loaded, key: tuple, e: DataError) -> DataError:
+    """The DataError `e`, saying that config key `key` (file:line: key) led to it."""
+    issue = loaded.issue(key, "")
+    return e.located(f"{issue.where()}: {issue.key}")
 
 
 def _prepare(loaded) -> tuple[dict[str, Dataset | None], DataState]:
@@ -183,7 +188,12 @@ def _prepare(loaded) -> tuple[dict[str, Dataset | None], DataState]:
                 "set data.task: multiclass, or use cross_entropy",
             )
     state = DataState(task, classes, list(ds.feature_names), file_columns=ds.columns)
-    shape = sample_shape(ds, dcfg.shape)
+    try:
+        shape = sample_shape(ds, dcfg.shape)
+    except DataError as e:
+        if not dcfg.shape:
+            raise
+        raise _located(loaded, ("data", "shape"), e) from None
     state.shape = list(shape) if shape else None
     ds.y = state.labels(ds)
 
