@@ -647,6 +647,9 @@ def test_no_pydantic_internals_in_any_message():
         ("optimizer={name: adam, betas: [0.9]}", "optimizer.betas", "expected a list of 2 numbers, got [0.9]", None),
         ("optimizer.nesterov=maybe", "optimizer.nesterov", "input should be a valid boolean, got 'maybe'", None),
         ("model={name: sequential, layers: []}", "model.layers", "expected at least 1 item, got 0", None),
+        # a Literal of strings and numbers names every value (pydantic's text quotes only the strings)
+        ("model={name: cnn, dims: 3}", "model.dims", "expected 'auto', 1 or 2, got 3", None),
+        ("model={name: cnn, dims: aut}", "model.dims", "expected 'auto', 1 or 2, got 'aut'", "'auto'"),
     ],
 )
 def test_union_and_type_errors_say_what_is_allowed(override, key, message, hint):

@@ -71,9 +71,11 @@ def issue_from_error(err: dict, path: Path_, raw: Any, smap: SourceMap, root: ty
         message = "missing key 'name'"
         hint = "choose one of: " + ", ".join(tags) if tags else None
     elif typ == "literal_error":
-        expected = _quoted(ctx["expected"])
+        # from the schema: pydantic's text "'auto', 1 or 2" quotes only the strings
+        expected = _literals(_annotation_at(root, path, raw)) or _quoted(ctx["expected"])
         message = f"expected {_or([shown(e) for e in expected])}, got {shown(got)}"
-        hint = did_you_mean(got, expected, None) if isinstance(got, str) else None
+        names = [e for e in expected if isinstance(e, str)]
+        hint = did_you_mean(got, names, None) if isinstance(got, str) else None
     elif typ in ("model_type", "model_attributes_type", "dict_type"):
         message = f"expected a mapping of keys, got {type_name(got)} {shown(got)}"
     elif typ in ("too_short", "too_long"):
