@@ -161,7 +161,7 @@ def _build(loaded: LoadedConfig) -> Experiment:
     trainer = Trainer(
         net, loss, optimizer, schedule, cfg.train, cfg.regularization, task, cfg.loss.name,
         stream(seed, "shuffle"), cfg.train.metrics,
-        augment=build_augmentations(cfg.data.augment, state.shape), augment_rng=stream(seed, "augment"),
+        augment=build_augmentations(cfg.data.augment, state.shape, net.in_shape), augment_rng=stream(seed, "augment"),
         n_classes=out_features if task == "multiclass" else None, head=head, target_scaling=state.target_scaling,
     )  # fmt: skip
     _check_monitors(loaded, trainer, val_ds is not None)
