@@ -76,6 +76,25 @@ def test_scaling_is_per_channel(tmp_path):
     np.testing.assert_allclose(Xs.std(axis=(0, 2)), 1)
 
 
+@pytest.mark.parametrize("shape,first", [((6, 6), "conv2d"), ((36,), "conv1d")])
+def test_channel_less_data_is_scaled_as_one_channel(tmp_path, cli, shape, first):
+    """(n, H, W) before conv2d is a grey image, (n, L) before conv1d a one-channel signal: one
+    offset and factor for every value (they were per row H, per column L), as evaluate refits them."""
+    X, _ = write_images(tmp_path / "img.npz", shape)
+    text = CONV_NET.format(data_extra="", epochs=1)
+    if first == "conv1d":
+        text = text.replace("2d", "1d")
+    exp = build(text, tmp_path)
+    train = X[exp.data["train"].rows]  # the training split (rows: indices into the file)
+    assert len(set(exp.state.offset)) == 1 and len(set(exp.state.factor)) == 1
+    np.testing.assert_allclose(exp.state.offset[0], train.mean())
+    np.testing.assert_allclose(exp.state.factor[0], train.std())
+    (tmp_path / "c.yaml").write_text(text)
+    assert cli("train", tmp_path / "c.yaml", "--output-dir", tmp_path / "run", "--json").code == 0
+    r = cli("evaluate", tmp_path / "run", "--json")  # re-splits the training data: same fitted state
+    assert r.code == 0, r.stdout
+
+
 def test_csv_pixel_columns_take_the_shape_key(tmp_path):
     text = (CONFIGS / "digits_cnn.yaml").read_text().replace("data/digits.csv", str(CONFIGS / "data/digits.csv"))
     exp = build(text, tmp_path)

@@ -213,13 +213,7 @@ def _prepare(loaded) -> tuple[dict[str, Dataset | None], DataState]:
         state.categories = {c: sorted(set(v.tolist())) for c, v in train.categorical.items()}
         state.feature_names += [f"{c}={v}" for c, cats in state.categories.items() for v in cats]
     state.scale = dcfg.scale
-    if dcfg.scale != "none":
-        X = state.features(train)
-        if shape is not None and len(shape) >= 2:  # images and signals: per channel
-            offset, factor = channel_scaling(X, shape, dcfg.scale)
-            state.offset, state.factor = offset.tolist(), np.where(factor > 0, factor, 1.0).tolist()
-        else:
-            state.offset, state.factor = _fit_scaling(X, dcfg.scale)
+    fit_scaling(state, train, shape)
     state.scale_target = dcfg.scale_target
     if dcfg.scale_target != "none":
         if task != "regression":
@@ -228,6 +222,28 @@ def _prepare(loaded) -> tuple[dict[str, Dataset | None], DataState]:
             )
         state.target_offset, state.target_factor = _fit_scaling(train.y.reshape(len(train), -1), dcfg.scale_target)
     return {"train": train, "val": val, "test": test}, state
+
+
+def fit_scaling(state: DataState, train: Dataset, shape: tuple[int, ...] | None) -> None:
+    """Fit the feature scaling `state.scale` on the training split: per channel (the first axis
+    of `shape`, one sample's) for images and signals, else per column."""
+    state.offset = state.factor = None
+    if state.scale == "none":
+        return
+    X = state.features(train)
+    if shape is not None and len(shape) >= 2:
+        offset, factor = channel_scaling(X, shape, state.scale)
+        state.offset, state.factor = offset.tolist(), np.where(factor > 0, factor, 1.0).tolist()
+    else:
+        state.offset, state.factor = _fit_scaling(X, state.scale)
+
+
+def fit_scaling_to_model(state: DataState, train: Dataset, in_shape: tuple[int, ...]) -> None:
+    """Scaling per channel as the network reads the samples, where it gives them a channel axis
+    the data lacks: (H, W) before conv2d is one grey channel (not H), (L,) before conv1d one
+    channel (not L columns). `state.shape` stays the data's own (other files are checked against it)."""
+    if len(in_shape) > len(state.shape or (len(state.feature_names),)):
+        fit_scaling(state, train, in_shape)
 
 
 def _fit_scaling(A: np.ndarray, how: str) -> tuple[list[float], list[float]]:
