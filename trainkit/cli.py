@@ -538,7 +538,7 @@ def evaluate(
 @app.command()
 def predict(
     run_dir: Path = typer.Argument(..., help="A run directory."),
-    data: Path = typer.Option(..., "--data", help="CSV or NPZ file with the same feature columns as training."),
+    data: Path = typer.Option(..., "--data", help="CSV/NPZ like the training data, or (image runs) images."),
     output: Optional[Path] = typer.Option(
         None, "--output", help="Write predictions to this CSV, outside the run directory (default: stdout)."
     ),
