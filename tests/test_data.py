@@ -144,6 +144,23 @@ def test_val_path_and_test_path(tmp_path):
     assert (exp.info["n_train"], exp.info["n_val"], exp.info["n_test"]) == (30, 10, 7)
 
 
+def test_a_run_with_val_path_can_be_evaluated_and_rerun(tmp_path, cli):
+    """The run's config.yaml (the resolved config) says val_fraction: 0, the fraction in use: it
+    wrote the default 0.2 beside val_path, and loading it again said "give either ..., not both"."""
+    rng = np.random.default_rng(1)
+    for name, n in (("tr", 30), ("va", 10)):
+        np.savez(tmp_path / f"{name}.npz", X=rng.normal(size=(n, 2)), y=rng.normal(size=n))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "data: {name: npz, path: tr.npz, val_path: va.npz}\nmodel: linear\noptimizer: sgd\ntrain: {epochs: 2}\n"
+    )
+    assert cli("train", cfg, "--output-dir", tmp_path / "run", "--json").code == 0
+    assert "val_fraction: 0.0" in (tmp_path / "run" / "config.yaml").read_text()
+    r = cli("evaluate", tmp_path / "run", "--json")
+    assert r.code == 0 and r.json["split"] == "val" and r.json["n"] == 10, r.stdout
+    assert cli("train", tmp_path / "run" / "config.yaml", "--output-dir", tmp_path / "again", "--json").code == 0
+
+
 def test_val_path_and_val_fraction_conflict(tmp_path):
     from trainkit.errors import ConfigError
 
