@@ -250,6 +250,22 @@ def test_override_can_switch_component_shorthand():
 
 
 @pytest.mark.parametrize(
+    "layer,key",
+    [
+        ("{name: conv2d, in_channels: 3, out_channels: 4, kernel_size: 3}", "in_channels"),
+        ("{name: linear, in_features: 8}", "in_features"),
+        ("{name: batch_norm1d, num_features: 8}", "num_features"),
+    ],
+)
+def test_torch_arguments_trainkit_infers_say_so(layer, key):
+    """A torch user writes in_channels / in_features / num_features: the hint says the input's
+    shape gives them (it said "did you mean 'out_channels'?")."""
+    issues = errors_of(BASE, [f"model={{name: sequential, layers: [{layer}, linear]}}"])
+    assert [i.key for i in issues] == [f"model.layers[0].{key}"], [i.render() for i in issues]
+    assert issues[0].hint == f"{key} comes from the input's shape (the data or the previous layer): remove it"
+
+
+@pytest.mark.parametrize(
     "override,key,message,hint",
     [
         (

@@ -23,6 +23,9 @@ _EXAMPLES = {
     "model": "model: {name: linear}",
     "optimizer": "optimizer: {name: sgd, lr: 0.01}",
 }
+# torch's constructor arguments that trainkit takes from the input's shape (the data or the
+# previous layer): "did you mean 'out_channels'?" would be the wrong advice for them
+_INFERRED = ("in_channels", "in_features", "num_features")
 _MAX_MESSAGE = 400  # characters; a validator that echoes a huge value is cut here
 
 
@@ -48,6 +51,8 @@ def issue_from_error(err: dict, path: Path_, raw: Any, smap: SourceMap, root: ty
         known = _known_keys(path[:-1], raw, root)
         message = f"unknown key {shown(path[-1])}"
         hint = did_you_mean(str(path[-1]), known, "valid keys")
+        if path[-1] in _INFERRED:
+            hint = f"{path[-1]} comes from the input's shape (the data or the previous layer): remove it"
     elif typ == "missing" and path and isinstance(path[-1], int):  # a list too short for a tuple
         return _union_issue(path[:-1], raw, smap, root)
     elif typ == "missing":
