@@ -90,8 +90,9 @@ def test_bad_folders_are_data_errors(tmp_path, setup, message):
 
 
 def test_predict_takes_one_image_file_and_image_arrays(tmp_path, cli):
-    """An image_folder run predicts the forms its data can take: a folder, one image file, and
-    NPZ arrays of (n, C, H, W) or flat (n, C·H·W) rows; another shape is exit 2 naming both."""
+    """An image_folder run predicts the forms its data can take: a folder, one image file (each
+    row naming its file), and NPZ arrays of (n, C, H, W) or flat (n, C·H·W) rows; another shape
+    is exit 2 naming both."""
     write_folder(tmp_path / "imgs", n=4)
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
@@ -101,7 +102,12 @@ def test_predict_takes_one_image_file_and_image_arrays(tmp_path, cli):
     assert cli("train", cfg, "--output-dir", tmp_path / "run", "--json").code == 0
     one = cli("predict", tmp_path / "run", "--data", tmp_path / "imgs" / "square" / "0.png")
     assert one.code == 0, one.stderr
-    assert len(one.stdout.strip().splitlines()) == 2  # header + one image
+    header, row = one.stdout.strip().splitlines()  # one image, named in the last column
+    assert header.split(",")[-1] == "file" and row.split(",")[-1] == "0.png"
+    lines = cli("predict", tmp_path / "run", "--data", tmp_path / "imgs").stdout.strip().splitlines()
+    assert [line.split(",")[-1] for line in lines[1:]] == [
+        f"{c}/{i}.png" for c in ("circle", "square") for i in range(4)
+    ]
     X = np.random.default_rng(0).random((3, 3, 6, 8))
     for name, arr in [("chw.npz", X), ("flat.npz", X.reshape(3, -1)), ("hwc.npz", X.transpose(0, 2, 3, 1))]:
         np.savez(tmp_path / name, X=arr)
@@ -110,3 +116,4 @@ def test_predict_takes_one_image_file_and_image_arrays(tmp_path, cli):
             assert r.code == 2 and "samples have shape [6, 8, 3], the training data [3, 6, 8]" in r.stderr, r.stderr
         else:
             assert r.code == 0 and len(r.stdout.strip().splitlines()) == 4, r.stderr
+            assert "file" not in r.stdout.splitlines()[0]  # arrays have no file names

@@ -73,6 +73,7 @@ class Dataset:
     rows: np.ndarray | None = None  # each row's line number in a CSV (else its index in the file)
     target: str = "y"  # the target's column (CSV) or array (NPZ) name, for error messages
     shape: tuple[int, ...] | None = None  # one sample's shape (C, L) / (C, H, W); X holds it flattened
+    files: np.ndarray | None = None  # each sample's file (image folders), named beside its prediction
 
     def __len__(self) -> int:
         return len(self.X)
@@ -88,6 +89,7 @@ class Dataset:
             y=None if self.y is None else self.y[idx],
             categorical={k: v[idx] for k, v in self.categorical.items()},
             rows=(self.rows if self.rows is not None else np.arange(len(self)))[idx],
+            files=None if self.files is None else self.files[idx],
         )
 
     def where(self, i: int, column: int | str) -> str:

@@ -106,4 +106,5 @@ def _read(items: list, root: Path, cfg: ImageFolderConfig, shown: str, classes: 
     y = np.array([c for _, c in items]) if classes else None
     task = None if not classes else ("binary" if len(classes) == 2 else "multiclass")
     names = [f"c{c}_{i}_{j}" for c in range(shape[0]) for i in range(shape[1]) for j in range(shape[2])]
-    return Dataset(X, y, task, names, classes or None, source=shown, shape=shape)
+    files = np.array([str(f.relative_to(root)) for f, _ in items])
+    return Dataset(X, y, task, names, classes or None, source=shown, shape=shape, files=files)

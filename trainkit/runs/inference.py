@@ -224,11 +224,15 @@ def predict(
     if state.task == "regression":
         out = state.unscaled_targets(out)
         header = ["prediction"] if out.shape[1] == 1 else [f"prediction_{i}" for i in range(out.shape[1])]
-        return header, out.tolist()
-    probs = run.head.probabilities(out)
-    labels = [state.classes[i] for i in probs.argmax(axis=1)]
-    header = ["prediction"] + [f"prob_{c}" for c in state.classes]
-    return header, [[lab, *p] for lab, p in zip(labels, probs.tolist())]
+        rows = out.tolist()
+    else:
+        probs = run.head.probabilities(out)
+        labels = [state.classes[i] for i in probs.argmax(axis=1)]
+        header = ["prediction"] + [f"prob_{c}" for c in state.classes]
+        rows = [[lab, *p] for lab, p in zip(labels, probs.tolist())]
+    if ds.files is not None:  # images: which file each row is (last: column 0 stays the prediction)
+        header, rows = header + ["file"], [[*r, f] for r, f in zip(rows, ds.files.tolist())]
+    return header, rows
 
 
 def to_csv(header: list[str], rows: list[list]) -> str:
