@@ -89,6 +89,11 @@ def test_bad_folders_are_data_errors(tmp_path, setup, message):
         build(tmp_path, "{name: image_folder, path: imgs, size: 8}")
 
 
+def write_npz(path, X):
+    np.savez(path, X=X)
+    return path
+
+
 def test_predict_takes_one_image_file_and_image_arrays(tmp_path, cli):
     """An image_folder run predicts the forms its data can take: a folder, one image file (each
     row naming its file), and NPZ arrays of (n, C, H, W) or flat (n, C·H·W) rows; another shape
@@ -109,11 +114,17 @@ def test_predict_takes_one_image_file_and_image_arrays(tmp_path, cli):
         f"{c}/{i}.png" for c in ("circle", "square") for i in range(4)
     ]
     X = np.random.default_rng(0).random((3, 3, 6, 8))
+    one_sample = cli("predict", tmp_path / "run", "--data", write_npz(tmp_path / "one.npz", X[0]))
+    assert (
+        one_sample.code == 2
+        and "help: a single sample needs the leading axis of samples: save X[None]" in one_sample.stderr
+    )
     for name, arr in [("chw.npz", X), ("flat.npz", X.reshape(3, -1)), ("hwc.npz", X.transpose(0, 2, 3, 1))]:
         np.savez(tmp_path / name, X=arr)
         r = cli("predict", tmp_path / "run", "--data", tmp_path / name)
         if name == "hwc.npz":
             assert r.code == 2 and "samples have shape [6, 8, 3], the training data [3, 6, 8]" in r.stderr, r.stderr
+            assert "help: channels come first: save X.transpose(0, 3, 1, 2)" in r.stderr
         else:
             assert r.code == 0 and len(r.stdout.strip().splitlines()) == 4, r.stderr
             assert "file" not in r.stdout.splitlines()[0]  # arrays have no file names

@@ -37,7 +37,13 @@ def check_same_shape(other, shape, declared, source: str) -> None:
         return
     got = tuple(declared) if declared else (other.shape or (other.n_features,))
     if math.prod(got) != math.prod(shape) or (other.shape is not None and not declared and got != shape):
-        raise DataError(f"samples have shape {list(got)}, the training data {list(shape)}", source)
+        hint = None
+        if len(shape) >= 2 and got == (*shape[1:], shape[0]):  # (H, W, C) as numpy/PIL images come
+            axes = ", ".join(map(str, [0, len(shape), *range(1, len(shape))]))
+            hint = f"channels come first: save X.transpose({axes})"
+        elif got == shape[1:] and len(other) == shape[0]:  # one (C, H, W) sample read as C samples
+            hint = f"a single sample needs the leading axis of samples: save X[None], of shape {(1, *shape)}"
+        raise DataError(f"samples have shape {list(got)}, the training data {list(shape)}", source, hint)
 
 
 def channel_scaling(X: np.ndarray, shape: tuple[int, ...], kind: str) -> tuple[np.ndarray, np.ndarray]:
