@@ -128,3 +128,20 @@ def test_predict_takes_one_image_file_and_image_arrays(tmp_path, cli):
         else:
             assert r.code == 0 and len(r.stdout.strip().splitlines()) == 4, r.stderr
             assert "file" not in r.stdout.splitlines()[0]  # arrays have no file names
+
+
+def test_images_in_nested_folders_belong_to_their_class(tmp_path):
+    """As torchvision's ImageFolder walks each class folder: root/square/more/x.png is a square
+    (it was left out); hidden folders such as .ipynb_checkpoints are not read."""
+    root = write_folder(tmp_path / "imgs", n=2)
+    (root / "square" / "more").mkdir()
+    (root / "square" / "0.png").rename(root / "square" / "more" / "0.png")
+    (root / "circle" / ".ipynb_checkpoints").mkdir()
+    (root / "circle" / ".ipynb_checkpoints" / "bad.png").write_bytes(b"not an image")
+    exp = build(tmp_path, "{name: image_folder, path: imgs, size: 4, val_fraction: 0}", model="mlp")
+    assert exp.info["n_train"] == 4 and sorted(exp.data["train"].files) == [
+        "circle/0.png",
+        "circle/1.png",
+        "square/1.png",
+        "square/more/0.png",
+    ]

@@ -1,6 +1,6 @@
 """Image folders (as torchvision's ImageFolder): one sub-folder per class, PNG or JPEG files.
 
-    root/cat/001.png, root/cat/002.jpg, root/dog/001.png, ...
+    root/cat/001.png, root/cat/002.jpg, root/dog/001.png, root/dog/more/002.png, ...
 
 Classes are the sub-folder names in sorted order; every image is converted to grey (1
 channel) or RGB (3), resized to `size` (bilinear) and scaled to [0, 1] (pixel / 255), and kept
@@ -45,7 +45,15 @@ def _pillow(shown: str):
 
 
 def _files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
+    """The images in `folder` and its sub-folders (as torchvision walks a class folder), sorted
+    by path; hidden files and folders (.ipynb_checkpoints, ...) left out."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in EXTENSIONS
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
 @register("datasets", ImageFolderConfig)
