@@ -160,6 +160,7 @@ def test_validate_prints_the_shape_table(cli, image_config):
     assert lines[-1].split() == ["5", "linear", "(1,)", "37"]
     doc = json.loads(cli("validate", image_config, "--json").stdout)
     assert doc["layers"][3] == {"index": 3, "layer": "max_pool2d", "output_shape": [4, 3, 3], "params": 0}
+    assert doc["input_shape"] == [1, 6, 6]  # the table's input row (the --json document lacked it)
 
 
 @pytest.mark.parametrize(

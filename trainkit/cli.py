@@ -488,7 +488,8 @@ def validate(
     )
     shaped = any(getattr(layer, "shaped", False) for layer in exp.net.layers)
     if as_json:
-        _emit_json({"status": "ok", "config": loaded.resolved(), "info": i, "layers": exp.net.summary()})
+        layers = {"input_shape": list(exp.net.in_shape), "layers": exp.net.summary()}  # the table's rows
+        _emit_json({"status": "ok", "config": loaded.resolved(), "info": i, **layers})
     else:
         print(f"OK {config}: {summary}")
         if shaped:  # convolutional models: the shape of every layer's output
