@@ -145,3 +145,16 @@ def test_images_in_nested_folders_belong_to_their_class(tmp_path):
         "square/1.png",
         "square/more/0.png",
     ]
+
+
+@pytest.mark.parametrize("size", ["[8]", "[8, 8, 3]"])
+def test_a_size_that_is_not_height_width_names_data_size(tmp_path, size):
+    """A config error at data.size (file:line), before any image is read (it was a data error
+    that named data.path)."""
+    from trainkit.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        build(tmp_path, f"{{name: image_folder, path: imgs, size: {size}}}")
+    (issue,) = e.value.issues
+    assert issue.key == "data.size" and issue.line == 2
+    assert issue.message == f"needs [height, width] (or one number: a square), got {size}"

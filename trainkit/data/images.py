@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from trainkit.data.dataset import Dataset
 from trainkit.data.loaders import FileDatasetConfig
@@ -32,6 +32,13 @@ class ImageFolderConfig(FileDatasetConfig):
         description="[height, width] every image is resized to (one number: a square)"
     )
     mode: Literal["grey", "rgb"] = Field("rgb", description="grey: 1 channel, rgb: 3")
+
+    @field_validator("size")
+    @classmethod
+    def _height_width(cls, v):
+        if isinstance(v, list) and len(v) != 2:
+            raise ValueError(f"needs [height, width] (or one number: a square), got {v}")
+        return v
 
 
 def _pillow(shown: str):
@@ -96,8 +103,6 @@ def _read(items: list, root: Path, cfg: ImageFolderConfig, shown: str, classes: 
     """The images `items` ((file, class or None), ...) as a Dataset of flat rows of shape (C, H, W)."""
     Image = _pillow(shown)
     size = cfg.size if isinstance(cfg.size, list) else [cfg.size, cfg.size]
-    if len(size) != 2:
-        raise DataError(f"size needs [height, width], got {cfg.size}", shown)
     rows = []
     for f, _c in items:
         try:
