@@ -666,6 +666,15 @@ def test_no_pydantic_internals_in_any_message():
         # a Literal of strings and numbers names every value (pydantic's text quotes only the strings)
         ("model={name: cnn, dims: 3}", "model.dims", "expected 'auto', 1 or 2, got 3", None),
         ("model={name: cnn, dims: aut}", "model.dims", "expected 'auto', 1 or 2, got 'aut'", "'auto'"),
+        # a string where a list belongs: the hint writes the list
+        (
+            "model={name: cnn, channels: '4, 8'}",
+            "model.channels",
+            "valid list, got '4, 8'",
+            "YAML list, without quotes: [4, 8]",
+        ),
+        ("data.shape='[1, 8, 8]'", "data.shape", "valid list, got '[1, 8, 8]'", "without quotes: [1, 8, 8]"),
+        ("model={name: cnn, hidden: 16}", "model.hidden", "valid list, got 16", "a list of one: [16]"),
     ],
 )
 def test_union_and_type_errors_say_what_is_allowed(override, key, message, hint):

@@ -99,6 +99,11 @@ def issue_from_error(err: dict, path: Path_, raw: Any, smap: SourceMap, root: ty
                 ann = _annotation_at(root, path, raw)
                 message = f"expected {describe(ann)}" if ann is not None else "expected a number"
             message += f", got {shown(got)}"
+            if typ in ("list_type", "tuple_type") and isinstance(got, str) and got.strip():
+                # "4, 8" or a quoted "[4, 8]": the YAML list it was meant to be
+                hint = f"write a YAML list, without quotes: [{got.strip().strip('[]').strip()}]"
+            elif typ in ("list_type", "tuple_type") and isinstance(got, (int, float)) and not isinstance(got, bool):
+                hint = f"a list of one: [{got}]"
     src, line, col = smap.locate(path)
     return Issue(src, line, col, dotted(path), _clip(message), hint)
 
