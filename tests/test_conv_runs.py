@@ -279,3 +279,16 @@ def test_a_batch_of_one_into_batch_norm_exits_2_before_training(tmp_path, cli, w
     assert plain.code == 2 and "Traceback" not in plain.stdout + plain.stderr
     write_config(BN_DENSE.format(batch=batch + 1))  # no batch of one left: it trains
     assert cli("train", config, "--json", "--output-dir", tmp_path / "run3").code == 0
+
+
+def test_channels_last_images_are_refused_unless_the_shape_is_declared(tmp_path):
+    """NPZ X of shape (n, H, W, C), as numpy/PIL keep images, trained silently as H channels of
+    W-pixel-wide images; now exit 2 with the transpose to save, and data.shape as the way out."""
+    X = np.random.default_rng(0).normal(size=(20, 6, 6, 3))
+    np.savez(tmp_path / "img.npz", X=X, y=np.arange(20) % 2)
+    text = CONV_NET.format(data_extra="", epochs=1)
+    with pytest.raises(DataError, match=r"channels last \(H, W, C\)") as e:
+        build(text, tmp_path)
+    assert e.value.hint.startswith("save X.transpose(0, 3, 1, 2)")
+    exp = build(CONV_NET.format(data_extra=", shape: [6, 6, 3]", epochs=1), tmp_path)
+    assert exp.net.in_shape == (6, 6, 3)  # declared: read as (C, H, W)

@@ -21,6 +21,15 @@ def sample_shape(ds, declared) -> tuple[int, ...] | None:
     shape = tuple(declared) if declared else ds.shape
     if shape is None:
         return None
+    if not declared and len(shape) == 3 and shape[2] in (1, 3, 4) and shape[0] > 4:
+        # (n, H, W, C) as numpy, PIL and TensorFlow keep images: read as (C, H, W) it would train
+        # on H channels of W-pixel-wide images without a word
+        raise DataError(
+            f"X holds samples of shape {shape}: images with the channels last (H, W, C); trainkit reads "
+            "(C, H, W), channels first",
+            ds.source,
+            f"save X.transpose(0, 3, 1, 2); or, if {shape} is (C, H, W), say so with data.shape: {list(shape)}",
+        )
     if math.prod(shape) != ds.n_features:
         raise DataError(
             f"shape {list(shape)} holds {math.prod(shape)} values per sample but the data has {ds.n_features} "
