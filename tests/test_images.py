@@ -158,3 +158,14 @@ def test_a_size_that_is_not_height_width_names_data_size(tmp_path, size):
     (issue,) = e.value.issues
     assert issue.key == "data.size" and issue.line == 2
     assert issue.message == f"needs [height, width] (or one number: a square), got {size}"
+
+
+def test_predict_on_a_folder_without_images_says_one_is_needed(tmp_path, cli):
+    write_folder(tmp_path / "imgs", n=2)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: {name: image_folder, path: imgs, size: 4, val_fraction: 0}\nmodel: mlp\noptimizer: sgd\n")
+    assert cli("train", cfg, "--output-dir", tmp_path / "run", "--json").code == 0
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "notes.txt").write_text("not an image")
+    r = cli("predict", tmp_path / "run", "--data", tmp_path / "new")
+    assert r.code == 2 and "needs at least 1 image, found 0" in r.stderr, r.stderr  # it said "at least 2"

@@ -86,8 +86,11 @@ def image_folder(
         raise DataError(
             "has no class sub-folders", shown, "put the images of each class in a sub-folder named after it"
         )
-    if len(items) < (2 if need_target else 1):
-        raise DataError(f"needs at least 2 images, found {len(items)} ({', '.join(EXTENSIONS)})", shown)
+    least = 2 if need_target else 1  # training needs two classes; predict, one image
+    if len(items) < least:
+        raise DataError(
+            f"needs at least {least} image{'s' * (least > 1)}, found {len(items)} ({', '.join(EXTENSIONS)})", shown
+        )
     empty = sorted(set(classes) - {c for _, c in items})
     if need_target and empty:  # as torchvision's ImageFolder: an empty sub-folder is a mistake, not a class
         raise DataError(
