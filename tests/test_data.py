@@ -81,6 +81,11 @@ def test_bad_data_files(tmp_path, name, content, message, hint):
         ({"X": np.array([["a", "b"]] * 3), "y": np.ones(3)}, "X must be numeric"),
         ({"X": np.ones((3, 1, 1, 2, 2)), "y": np.ones(3)}, "shape (n, features)"),  # (n, C, L) and up are images
         ({"X": np.array([[1.0], [np.inf], [2.0]]), "y": np.ones(3)}, "X[1, 0]: inf is not a finite number"),
+        # images and signals: the sample's own index (c, h, w), not the flat column (it said X[1, 7])
+        (
+            {"X": np.where(np.arange(24).reshape(2, 2, 3, 2) == 19, np.nan, 1.0), "y": np.ones(2)},
+            "X[1, 1, 0, 1]: missing",
+        ),
     ],
 )
 def test_bad_npz_contents(tmp_path, arrays, message):

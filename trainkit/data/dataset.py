@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Literal, Optional
 
@@ -100,7 +101,11 @@ class Dataset:
         if self.columns is not None:
             name = self.feature_names[column] if isinstance(column, int) else column
             return f"line {r}, column {clip(name)}"
-        return f"X[{r}, {column}]" if isinstance(column, int) else f"{column}[{r}]"
+        if not isinstance(column, int):
+            return f"{column}[{r}]"
+        if self.shape is not None and column < math.prod(self.shape):  # images, signals: X[5, c, h, w]
+            return f"X[{r}, {', '.join(str(int(i)) for i in np.unravel_index(column, self.shape))}]"
+        return f"X[{r}, {column}]"
 
 
 def clip(value, limit: int = 40) -> str:
