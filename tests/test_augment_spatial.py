@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_conv_runs import CONV_NET, write_images
+from test_conv_runs import CONV_NET, build, write_images
 from test_runs import train_into
 
 from trainkit import registry
@@ -98,3 +98,22 @@ def test_image_augmentations_resume_bit_exactly(tmp_path, write_config):
         np.testing.assert_array_equal(resumed.params[k], straight.params[k])
     plain = train_into(tmp_path / "c", write_config(CONV_NET.format(data_extra="", epochs=4), "plain.yaml"))
     assert plain.history != straight.history  # the augmentations did something
+
+
+@pytest.mark.parametrize("first,square", [("conv2d", True), ("conv1d", False)])
+def test_channel_less_images_are_augmented_as_the_network_reads_them(tmp_path, first, square):
+    """NPZ X of shape (n, H, W): before conv2d a grey image (1, H, W), so cutout zeros a size ×
+    size square (it zeroed a `size`-wide stripe of every row, reading (H, W) as H channels of
+    1-D signals); before conv1d H channels of length W, so a segment in every channel."""
+    write_images(tmp_path / "img.npz", (6, 6))
+    text = CONV_NET.format(data_extra=", augment: [{name: cutout, size: 2}]", epochs=1)
+    if first == "conv1d":
+        text = text.replace("2d", "1d")
+    exp = build(text, tmp_path)
+    cut = exp.trainer.augment[0]
+    out, _ = cut(np.ones((200, 36)), np.zeros(200), np.random.default_rng(0), None)
+    zeros = (out.reshape(200, 6, 6) == 0).sum(axis=(1, 2))
+    if square:
+        assert zeros.max() == 4 and zeros.min() >= 1  # a 2 × 2 square, clipped at the edges
+    else:
+        assert zeros.max() == 12 and zeros.min() == 6  # 2 (or 1 at the edge) positions × 6 channels

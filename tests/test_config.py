@@ -257,6 +257,22 @@ def test_override_can_switch_component_shorthand():
 
 
 @pytest.mark.parametrize(
+    "layer,key",
+    [
+        ("{name: conv2d, in_channels: 3, out_channels: 4, kernel_size: 3}", "in_channels"),
+        ("{name: linear, in_features: 8}", "in_features"),
+        ("{name: batch_norm1d, num_features: 8}", "num_features"),
+    ],
+)
+def test_torch_arguments_trainkit_infers_say_so(layer, key):
+    """A torch user writes in_channels / in_features / num_features: the hint says the input's
+    shape gives them (it said "did you mean 'out_channels'?")."""
+    issues = errors_of(BASE, [f"model={{name: sequential, layers: [{layer}, linear]}}"])
+    assert [i.key for i in issues] == [f"model.layers[0].{key}"], [i.render() for i in issues]
+    assert issues[0].hint == f"{key} comes from the input's shape (the data or the previous layer): remove it"
+
+
+@pytest.mark.parametrize(
     "override,key,message,hint",
     [
         (
@@ -654,6 +670,18 @@ def test_no_pydantic_internals_in_any_message():
         ("optimizer={name: adam, betas: [0.9]}", "optimizer.betas", "expected a list of 2 numbers, got [0.9]", None),
         ("optimizer.nesterov=maybe", "optimizer.nesterov", "input should be a valid boolean, got 'maybe'", None),
         ("model={name: sequential, layers: []}", "model.layers", "expected at least 1 item, got 0", None),
+        # a Literal of strings and numbers names every value (pydantic's text quotes only the strings)
+        ("model={name: cnn, dims: 3}", "model.dims", "expected 'auto', 1 or 2, got 3", None),
+        ("model={name: cnn, dims: aut}", "model.dims", "expected 'auto', 1 or 2, got 'aut'", "'auto'"),
+        # a string where a list belongs: the hint writes the list
+        (
+            "model={name: cnn, channels: '4, 8'}",
+            "model.channels",
+            "valid list, got '4, 8'",
+            "YAML list, without quotes: [4, 8]",
+        ),
+        ("data.shape='[1, 8, 8]'", "data.shape", "valid list, got '[1, 8, 8]'", "without quotes: [1, 8, 8]"),
+        ("model={name: cnn, hidden: 16}", "model.hidden", "valid list, got 16", "a list of one: [16]"),
     ],
 )
 def test_union_and_type_errors_say_what_is_allowed(override, key, message, hint):

@@ -12,6 +12,7 @@ from test_runs import train_into
 
 from trainkit import api
 from trainkit.config import load_config_text
+from trainkit.errors import DataError
 from trainkit.runs import checkpoint
 
 CONV_NET = """
@@ -75,13 +76,33 @@ def test_scaling_is_per_channel(tmp_path):
     np.testing.assert_allclose(Xs.std(axis=(0, 2)), 1)
 
 
+@pytest.mark.parametrize("shape,first", [((6, 6), "conv2d"), ((36,), "conv1d")])
+def test_channel_less_data_is_scaled_as_one_channel(tmp_path, cli, shape, first):
+    """(n, H, W) before conv2d is a grey image, (n, L) before conv1d a one-channel signal: one
+    offset and factor for every value (they were per row H, per column L), as evaluate refits them."""
+    X, _ = write_images(tmp_path / "img.npz", shape)
+    text = CONV_NET.format(data_extra="", epochs=1)
+    if first == "conv1d":
+        text = text.replace("2d", "1d")
+    exp = build(text, tmp_path)
+    train = X[exp.data["train"].rows]  # the training split (rows: indices into the file)
+    assert len(set(exp.state.offset)) == 1 and len(set(exp.state.factor)) == 1
+    np.testing.assert_allclose(exp.state.offset[0], train.mean())
+    np.testing.assert_allclose(exp.state.factor[0], train.std())
+    (tmp_path / "c.yaml").write_text(text)
+    assert cli("train", tmp_path / "c.yaml", "--output-dir", tmp_path / "run", "--json").code == 0
+    r = cli("evaluate", tmp_path / "run", "--json")  # re-splits the training data: same fitted state
+    assert r.code == 0, r.stdout
+
+
 def test_csv_pixel_columns_take_the_shape_key(tmp_path):
     text = (CONFIGS / "digits_cnn.yaml").read_text().replace("data/digits.csv", str(CONFIGS / "data/digits.csv"))
     exp = build(text, tmp_path)
     assert exp.net.in_shape == (1, 8, 8) and exp.info["n_features"] == 64
     bad = text.replace("shape: [1, 8, 8]", "shape: [1, 8, 9]")
-    with pytest.raises(Exception, match=r"shape \[1, 8, 9\] holds 72 values per sample but the data has 64"):
+    with pytest.raises(DataError, match=r"shape \[1, 8, 9\] holds 72 values per sample but the data has 64") as e:
         build(bad, tmp_path)
+    assert e.value.origin.endswith(": data.shape")  # the key to fix, not data.path
 
 
 def test_plain_rows_are_one_channel_signals_for_conv1d(tmp_path):
@@ -139,6 +160,7 @@ def test_validate_prints_the_shape_table(cli, image_config):
     assert lines[-1].split() == ["5", "linear", "(1,)", "37"]
     doc = json.loads(cli("validate", image_config, "--json").stdout)
     assert doc["layers"][3] == {"index": 3, "layer": "max_pool2d", "output_shape": [4, 3, 3], "params": 0}
+    assert doc["input_shape"] == [1, 6, 6]  # the table's input row (the --json document lacked it)
 
 
 @pytest.mark.parametrize(
@@ -257,3 +279,16 @@ def test_a_batch_of_one_into_batch_norm_exits_2_before_training(tmp_path, cli, w
     assert plain.code == 2 and "Traceback" not in plain.stdout + plain.stderr
     write_config(BN_DENSE.format(batch=batch + 1))  # no batch of one left: it trains
     assert cli("train", config, "--json", "--output-dir", tmp_path / "run3").code == 0
+
+
+def test_channels_last_images_are_refused_unless_the_shape_is_declared(tmp_path):
+    """NPZ X of shape (n, H, W, C), as numpy/PIL keep images, trained silently as H channels of
+    W-pixel-wide images; now exit 2 with the transpose to save, and data.shape as the way out."""
+    X = np.random.default_rng(0).normal(size=(20, 6, 6, 3))
+    np.savez(tmp_path / "img.npz", X=X, y=np.arange(20) % 2)
+    text = CONV_NET.format(data_extra="", epochs=1)
+    with pytest.raises(DataError, match=r"channels last \(H, W, C\)") as e:
+        build(text, tmp_path)
+    assert e.value.hint.startswith("save X.transpose(0, 3, 1, 2)")
+    exp = build(CONV_NET.format(data_extra=", shape: [6, 6, 3]", epochs=1), tmp_path)
+    assert exp.net.in_shape == (6, 6, 3)  # declared: read as (C, H, W)

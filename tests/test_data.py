@@ -81,6 +81,11 @@ def test_bad_data_files(tmp_path, name, content, message, hint):
         ({"X": np.array([["a", "b"]] * 3), "y": np.ones(3)}, "X must be numeric"),
         ({"X": np.ones((3, 1, 1, 2, 2)), "y": np.ones(3)}, "shape (n, features)"),  # (n, C, L) and up are images
         ({"X": np.array([[1.0], [np.inf], [2.0]]), "y": np.ones(3)}, "X[1, 0]: inf is not a finite number"),
+        # images and signals: the sample's own index (c, h, w), not the flat column (it said X[1, 7])
+        (
+            {"X": np.where(np.arange(24).reshape(2, 2, 3, 2) == 19, np.nan, 1.0), "y": np.ones(2)},
+            "X[1, 1, 0, 1]: missing",
+        ),
     ],
 )
 def test_bad_npz_contents(tmp_path, arrays, message):
@@ -142,6 +147,23 @@ def test_val_path_and_test_path(tmp_path):
         tmp_path,
     )
     assert (exp.info["n_train"], exp.info["n_val"], exp.info["n_test"]) == (30, 10, 7)
+
+
+def test_a_run_with_val_path_can_be_evaluated_and_rerun(tmp_path, cli):
+    """The run's config.yaml (the resolved config) says val_fraction: 0, the fraction in use: it
+    wrote the default 0.2 beside val_path, and loading it again said "give either ..., not both"."""
+    rng = np.random.default_rng(1)
+    for name, n in (("tr", 30), ("va", 10)):
+        np.savez(tmp_path / f"{name}.npz", X=rng.normal(size=(n, 2)), y=rng.normal(size=n))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "data: {name: npz, path: tr.npz, val_path: va.npz}\nmodel: linear\noptimizer: sgd\ntrain: {epochs: 2}\n"
+    )
+    assert cli("train", cfg, "--output-dir", tmp_path / "run", "--json").code == 0
+    assert "val_fraction: 0.0" in (tmp_path / "run" / "config.yaml").read_text()
+    r = cli("evaluate", tmp_path / "run", "--json")
+    assert r.code == 0 and r.json["split"] == "val" and r.json["n"] == 10, r.stdout
+    assert cli("train", tmp_path / "run" / "config.yaml", "--output-dir", tmp_path / "again", "--json").code == 0
 
 
 def test_val_path_and_val_fraction_conflict(tmp_path):

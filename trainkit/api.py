@@ -20,7 +20,7 @@ from trainkit.backend.threads import blas_threads, resolve_threads
 from trainkit.config import LoadedConfig, load_config
 from trainkit.data.augment import build_augmentations
 from trainkit.data.dataset import Dataset
-from trainkit.data.pipeline import DataState, inputs_for, prepare, targets_for
+from trainkit.data.pipeline import DataState, fit_scaling_to_model, inputs_for, prepare, targets_for
 from trainkit.errors import ConfigError, DataError, npz_reason
 from trainkit.losses import Head, HeadMismatch, head_for
 from trainkit.nn.models import declared_out_features
@@ -130,6 +130,7 @@ def _build(loaded: LoadedConfig) -> Experiment:
             "leave the output size out and it is taken from the data",
         )
     net, head, loss = model_for(loaded, state, out_features)
+    fit_scaling_to_model(state, train_ds, net.in_shape)
     init = cfg.model.init
     if getattr(init, "from_", None) is not None:
         load_init(loaded, net, init.from_)
@@ -161,7 +162,7 @@ def _build(loaded: LoadedConfig) -> Experiment:
     trainer = Trainer(
         net, loss, optimizer, schedule, cfg.train, cfg.regularization, task, cfg.loss.name,
         stream(seed, "shuffle"), cfg.train.metrics,
-        augment=build_augmentations(cfg.data.augment, state.shape), augment_rng=stream(seed, "augment"),
+        augment=build_augmentations(cfg.data.augment, state.shape, net.in_shape), augment_rng=stream(seed, "augment"),
         n_classes=out_features if task == "multiclass" else None, head=head, target_scaling=state.target_scaling,
     )  # fmt: skip
     _check_monitors(loaded, trainer, val_ds is not None)

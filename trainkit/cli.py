@@ -491,7 +491,8 @@ def validate(
     )
     shaped = any(getattr(layer, "shaped", False) for layer in exp.net.layers)
     if as_json:
-        _emit_json({"status": "ok", "config": loaded.resolved(), "info": i, "layers": exp.net.summary()})
+        layers = {"input_shape": list(exp.net.in_shape), "layers": exp.net.summary()}  # the table's rows
+        _emit_json({"status": "ok", "config": loaded.resolved(), "info": i, **layers})
     else:
         print(f"OK {config}: {summary}")
         if shaped:  # convolutional models: the shape of every layer's output
@@ -541,7 +542,7 @@ def evaluate(
 @app.command()
 def predict(
     run_dir: Path = typer.Argument(..., help="A run directory."),
-    data: Path = typer.Option(..., "--data", help="CSV or NPZ file with the same feature columns as training."),
+    data: Path = typer.Option(..., "--data", help="CSV/NPZ like the training data, or (image runs) images."),
     output: Optional[Path] = typer.Option(
         None, "--output", help="Write predictions to this CSV, outside the run directory (default: stdout)."
     ),

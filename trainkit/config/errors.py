@@ -23,6 +23,9 @@ _EXAMPLES = {
     "model": "model: {name: linear}",
     "optimizer": "optimizer: {name: sgd, lr: 0.01}",
 }
+# torch's constructor arguments that trainkit takes from the input's shape (the data or the
+# previous layer): "did you mean 'out_channels'?" would be the wrong advice for them
+_INFERRED = ("in_channels", "in_features", "num_features")
 _MAX_MESSAGE = 400  # characters; a validator that echoes a huge value is cut here
 
 
@@ -48,6 +51,8 @@ def issue_from_error(err: dict, path: Path_, raw: Any, smap: SourceMap, root: ty
         known = _known_keys(path[:-1], raw, root)
         message = f"unknown key {shown(path[-1])}"
         hint = did_you_mean(str(path[-1]), known, "valid keys")
+        if path[-1] in _INFERRED:
+            hint = f"{path[-1]} comes from the input's shape (the data or the previous layer): remove it"
     elif typ == "missing" and path and isinstance(path[-1], int):  # a list too short for a tuple
         return _union_issue(path[:-1], raw, smap, root)
     elif typ == "missing":
@@ -71,9 +76,11 @@ def issue_from_error(err: dict, path: Path_, raw: Any, smap: SourceMap, root: ty
         message = "missing key 'name'"
         hint = "choose one of: " + ", ".join(tags) if tags else None
     elif typ == "literal_error":
-        expected = _quoted(ctx["expected"])
+        # from the schema: pydantic's text "'auto', 1 or 2" quotes only the strings
+        expected = _literals(_annotation_at(root, path, raw)) or _quoted(ctx["expected"])
         message = f"expected {_or([shown(e) for e in expected])}, got {shown(got)}"
-        hint = did_you_mean(got, expected, None) if isinstance(got, str) else None
+        names = [e for e in expected if isinstance(e, str)]
+        hint = did_you_mean(got, names, None) if isinstance(got, str) else None
     elif typ in ("model_type", "model_attributes_type", "dict_type"):
         message = f"expected a mapping of keys, got {type_name(got)} {shown(got)}"
     elif typ in ("too_short", "too_long"):
@@ -92,6 +99,11 @@ def issue_from_error(err: dict, path: Path_, raw: Any, smap: SourceMap, root: ty
                 ann = _annotation_at(root, path, raw)
                 message = f"expected {describe(ann)}" if ann is not None else "expected a number"
             message += f", got {shown(got)}"
+            if typ in ("list_type", "tuple_type") and isinstance(got, str) and got.strip():
+                # "4, 8" or a quoted "[4, 8]": the YAML list it was meant to be
+                hint = f"write a YAML list, without quotes: [{got.strip().strip('[]').strip()}]"
+            elif typ in ("list_type", "tuple_type") and isinstance(got, (int, float)) and not isinstance(got, bool):
+                hint = f"a list of one: [{got}]"
     src, line, col = smap.locate(path)
     return Issue(src, line, col, dotted(path), _clip(message), hint)
 

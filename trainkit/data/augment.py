@@ -197,10 +197,15 @@ class Cutout(_Spatial):
         return (x4 * keep[:, None].astype(x.dtype)).reshape(x.shape), t
 
 
-def build_augmentations(cfgs, shape=None) -> list:
-    """The augmentations of a data block; `shape` (one sample's) for the spatial ones."""
+def build_augmentations(cfgs, shape=None, model_shape=None) -> list:
+    """The augmentations of a data block; `shape` (one sample's) for the spatial ones.
+    `model_shape` is the network's input shape: where the network gives channel-less data a
+    channel axis ((H, W) before conv2d is a grey image (1, H, W), not a 1-D signal of H
+    channels), the spatial augmentations see the samples as the network does."""
     from trainkit import registry
 
+    if shape and model_shape and len(model_shape) > len(shape):
+        shape = model_shape
     augs = [registry.get("augmentations", c.name).build(c) for c in cfgs]
     for a in augs:
         if isinstance(a, _Spatial):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Literal, Optional
 
@@ -73,6 +74,7 @@ class Dataset:
     rows: np.ndarray | None = None  # each row's line number in a CSV (else its index in the file)
     target: str = "y"  # the target's column (CSV) or array (NPZ) name, for error messages
     shape: tuple[int, ...] | None = None  # one sample's shape (C, L) / (C, H, W); X holds it flattened
+    files: np.ndarray | None = None  # each sample's file (image folders), named beside its prediction
 
     def __len__(self) -> int:
         return len(self.X)
@@ -88,6 +90,7 @@ class Dataset:
             y=None if self.y is None else self.y[idx],
             categorical={k: v[idx] for k, v in self.categorical.items()},
             rows=(self.rows if self.rows is not None else np.arange(len(self)))[idx],
+            files=None if self.files is None else self.files[idx],
         )
 
     def where(self, i: int, column: int | str) -> str:
@@ -98,7 +101,11 @@ class Dataset:
         if self.columns is not None:
             name = self.feature_names[column] if isinstance(column, int) else column
             return f"line {r}, column {clip(name)}"
-        return f"X[{r}, {column}]" if isinstance(column, int) else f"{column}[{r}]"
+        if not isinstance(column, int):
+            return f"{column}[{r}]"
+        if self.shape is not None and column < math.prod(self.shape):  # images, signals: X[5, c, h, w]
+            return f"X[{r}, {', '.join(str(int(i)) for i in np.unravel_index(column, self.shape))}]"
+        return f"X[{r}, {column}]"
 
 
 def clip(value, limit: int = 40) -> str:

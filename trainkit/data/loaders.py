@@ -56,6 +56,10 @@ class FileDatasetConfig(DatasetConfig):
             explicit = f"{part}_fraction" in self.model_fields_set and getattr(self, f"{part}_fraction") > 0
             if getattr(self, f"{part}_path") and explicit:
                 raise ValueError(f"give either {part}_path or {part}_fraction, not both")
+            if getattr(self, f"{part}_path"):
+                # the fraction in use is 0: the resolved config (a run's config.yaml) says so, and
+                # stays loadable, not "both" by its default (bypassing validate_assignment's re-run)
+                self.__dict__[f"{part}_fraction"] = 0.0
         return self
 
 

@@ -123,8 +123,8 @@ def load_file(cfg_data, resolve, path: str, need_target: bool = True, like=None,
     `ignore_extra`."""
     entry = registry.get("datasets", cfg_data.name)
     kind = {".csv": "csv", ".npz": "npz"}.get(Path(path).suffix.lower())
-    if not hasattr(cfg_data, "path") or (kind and kind != cfg_data.name and cfg_data.name in ("csv", "npz")):
-        # synthetic training data, or a file of the other format: read by its extension, as
+    if not hasattr(cfg_data, "path") or (kind and kind != cfg_data.name):
+        # synthetic training data, or a file of another format (images as arrays too): read by its extension, as
         # .npz (X, y) or .csv with the training target's column (`y` for synthetic data)
         kind = kind or "npz"
         if kind == "npz" and like is not None and like.categories:
@@ -162,8 +162,13 @@ def prepare(loaded) -> tuple[dict[str, Dataset | None], DataState]:
             p = getattr(loaded.config.data, f"{part}_path", None)
             if p and e.path == p:
                 key = ("data", f"{part}_path")
-        issue = loaded.issue(key, "")
-        raise e.located(f"{issue.where()}: {issue.key}") from None
+        raise _located(loaded, key, e) from None
+
+
+def _located(loaded, key: tuple, e: DataError) -> DataError:
+    """The DataError `e`, saying that config key `key` (file:line: key) led to it."""
+    issue = loaded.issue(key, "")
+    return e.located(f"{issue.where()}: {issue.key}")
 
 
 def _prepare(loaded) -> tuple[dict[str, Dataset | None], DataState]:
@@ -183,7 +188,12 @@ def _prepare(loaded) -> tuple[dict[str, Dataset | None], DataState]:
                 "set data.task: multiclass, or use cross_entropy",
             )
     state = DataState(task, classes, list(ds.feature_names), file_columns=ds.columns)
-    shape = sample_shape(ds, dcfg.shape)
+    try:
+        shape = sample_shape(ds, dcfg.shape)
+    except DataError as e:
+        if not dcfg.shape:
+            raise
+        raise _located(loaded, ("data", "shape"), e) from None
     state.shape = list(shape) if shape else None
     ds.y = state.labels(ds)
 
@@ -203,13 +213,7 @@ def _prepare(loaded) -> tuple[dict[str, Dataset | None], DataState]:
         state.categories = {c: sorted(set(v.tolist())) for c, v in train.categorical.items()}
         state.feature_names += [f"{c}={v}" for c, cats in state.categories.items() for v in cats]
     state.scale = dcfg.scale
-    if dcfg.scale != "none":
-        X = state.features(train)
-        if shape is not None and len(shape) >= 2:  # images and signals: per channel
-            offset, factor = channel_scaling(X, shape, dcfg.scale)
-            state.offset, state.factor = offset.tolist(), np.where(factor > 0, factor, 1.0).tolist()
-        else:
-            state.offset, state.factor = _fit_scaling(X, dcfg.scale)
+    fit_scaling(state, train, shape)
     state.scale_target = dcfg.scale_target
     if dcfg.scale_target != "none":
         if task != "regression":
@@ -218,6 +222,28 @@ def _prepare(loaded) -> tuple[dict[str, Dataset | None], DataState]:
             )
         state.target_offset, state.target_factor = _fit_scaling(train.y.reshape(len(train), -1), dcfg.scale_target)
     return {"train": train, "val": val, "test": test}, state
+
+
+def fit_scaling(state: DataState, train: Dataset, shape: tuple[int, ...] | None) -> None:
+    """Fit the feature scaling `state.scale` on the training split: per channel (the first axis
+    of `shape`, one sample's) for images and signals, else per column."""
+    state.offset = state.factor = None
+    if state.scale == "none":
+        return
+    X = state.features(train)
+    if shape is not None and len(shape) >= 2:
+        offset, factor = channel_scaling(X, shape, state.scale)
+        state.offset, state.factor = offset.tolist(), np.where(factor > 0, factor, 1.0).tolist()
+    else:
+        state.offset, state.factor = _fit_scaling(X, state.scale)
+
+
+def fit_scaling_to_model(state: DataState, train: Dataset, in_shape: tuple[int, ...]) -> None:
+    """Scaling per channel as the network reads the samples, where it gives them a channel axis
+    the data lacks: (H, W) before conv2d is one grey channel (not H), (L,) before conv1d one
+    channel (not L columns). `state.shape` stays the data's own (other files are checked against it)."""
+    if len(in_shape) > len(state.shape or (len(state.feature_names),)):
+        fit_scaling(state, train, in_shape)
 
 
 def _fit_scaling(A: np.ndarray, how: str) -> tuple[list[float], list[float]]:

@@ -21,6 +21,15 @@ def sample_shape(ds, declared) -> tuple[int, ...] | None:
     shape = tuple(declared) if declared else ds.shape
     if shape is None:
         return None
+    if not declared and len(shape) == 3 and shape[2] in (1, 3, 4) and shape[0] > 4:
+        # (n, H, W, C) as numpy, PIL and TensorFlow keep images: read as (C, H, W) it would train
+        # on H channels of W-pixel-wide images without a word
+        raise DataError(
+            f"X holds samples of shape {shape}: images with the channels last (H, W, C); trainkit reads "
+            "(C, H, W), channels first",
+            ds.source,
+            f"save X.transpose(0, 3, 1, 2); or, if {shape} is (C, H, W), say so with data.shape: {list(shape)}",
+        )
     if math.prod(shape) != ds.n_features:
         raise DataError(
             f"shape {list(shape)} holds {math.prod(shape)} values per sample but the data has {ds.n_features} "
@@ -37,7 +46,13 @@ def check_same_shape(other, shape, declared, source: str) -> None:
         return
     got = tuple(declared) if declared else (other.shape or (other.n_features,))
     if math.prod(got) != math.prod(shape) or (other.shape is not None and not declared and got != shape):
-        raise DataError(f"samples have shape {list(got)}, the training data {list(shape)}", source)
+        hint = None
+        if len(shape) >= 2 and got == (*shape[1:], shape[0]):  # (H, W, C) as numpy/PIL images come
+            axes = ", ".join(map(str, [0, len(shape), *range(1, len(shape))]))
+            hint = f"channels come first: save X.transpose({axes})"
+        elif got == shape[1:] and len(other) == shape[0]:  # one (C, H, W) sample read as C samples
+            hint = f"a single sample needs the leading axis of samples: save X[None], of shape {(1, *shape)}"
+        raise DataError(f"samples have shape {list(got)}, the training data {list(shape)}", source, hint)
 
 
 def channel_scaling(X: np.ndarray, shape: tuple[int, ...], kind: str) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,7 @@ from trainkit.api import eval_targets, model_for
 from trainkit.backend import dtype_of, to_numpy, using
 from trainkit.backend.device import DeviceError, array_module
 from trainkit.config import LoadedConfig, load_config
-from trainkit.data.pipeline import DataState, inputs_for, load_file, prepare
+from trainkit.data.pipeline import DataState, fit_scaling_to_model, inputs_for, load_file, prepare
 from trainkit.errors import ConfigError, DataError
 from trainkit.losses import Head
 from trainkit.metrics import MetricAccumulator, default_metrics, target_stats
@@ -157,6 +157,7 @@ def held_out_splits(run: Run, hint: str = _EVALUATE_HINT) -> dict:
         parts, fitted = prepare(run.loaded)
     except DataError as e:
         raise DataError(e.message, e.path, f"{e.hint}; {hint}" if e.hint else hint, e.origin) from None
+    fit_scaling_to_model(fitted, parts["train"], run.net.in_shape)  # as training did (api.build)
     if json.loads(json.dumps(fitted.to_dict())) != run.state.to_dict():
         raise DataError(
             "the training data changed since the run was trained: its test split is not the one the run held out",
@@ -224,11 +225,15 @@ def predict(
     if state.task == "regression":
         out = state.unscaled_targets(out)
         header = ["prediction"] if out.shape[1] == 1 else [f"prediction_{i}" for i in range(out.shape[1])]
-        return header, out.tolist()
-    probs = run.head.probabilities(out)
-    labels = [state.classes[i] for i in probs.argmax(axis=1)]
-    header = ["prediction"] + [f"prob_{c}" for c in state.classes]
-    return header, [[lab, *p] for lab, p in zip(labels, probs.tolist())]
+        rows = out.tolist()
+    else:
+        probs = run.head.probabilities(out)
+        labels = [state.classes[i] for i in probs.argmax(axis=1)]
+        header = ["prediction"] + [f"prob_{c}" for c in state.classes]
+        rows = [[lab, *p] for lab, p in zip(labels, probs.tolist())]
+    if ds.files is not None:  # images: which file each row is (last: column 0 stays the prediction)
+        header, rows = header + ["file"], [[*r, f] for r, f in zip(rows, ds.files.tolist())]
+    return header, rows
 
 
 def to_csv(header: list[str], rows: list[list]) -> str:
