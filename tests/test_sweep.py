@@ -195,6 +195,13 @@ def test_seeds_repeat_each_point_and_aggregate(tmp_path):
 # --------------------------------------------------------------------------- bad input
 
 
+def test_optunas_name_for_the_trial_count_points_to_num_samples(tmp_path, cli):
+    spec = write(tmp_path, GRID.replace("method: grid", "method: random\n  max_trials: 4"))
+    r = cli("sweep", spec, "-d", tmp_path / "out")
+    assert r.code == 2 and "unknown key 'max_trials'" in r.stderr
+    assert "did you mean 'num_samples'?" in r.stderr  # not 'max_failures', nearest in spelling
+
+
 def test_an_unknown_swept_key_is_exit_2_at_its_line_before_any_trial_runs(tmp_path, cli):
     spec = write(tmp_path, GRID.replace("optimizer.lr:", "optimizer.lrr:"))
     r = cli("sweep", spec, "-d", tmp_path / "out")

@@ -27,6 +27,14 @@ _EXAMPLES = {
 # previous layer): "did you mean 'out_channels'?" would be the wrong advice for them
 _INFERRED = ("in_channels", "in_features", "num_features")
 _MAX_MESSAGE = 400  # characters; a validator that echoes a huge value is cut here
+# Other tools' names for the trial count (Optuna's n_trials, W&B's count): spelling distance
+# points the wrong way for these ('max_trials' is nearest 'max_failures').
+_SYNONYMS = {
+    "max_trials": "num_samples",
+    "n_trials": "num_samples",
+    "num_trials": "num_samples",
+    "count": "num_samples",
+}
 
 
 def issues_from_errors(errors: list[dict], raw: Any, smap: SourceMap, root: type[BaseModel]) -> list[Issue]:
@@ -291,8 +299,8 @@ def _clip(message: str) -> str:
 
 
 def did_you_mean(got: str, choices: list[str], label: str | None) -> str | None:
-    close = []
-    if len(got) <= 64:  # a long value is no typo; difflib on it would only cost time
+    close = [_SYNONYMS[got]] if _SYNONYMS.get(got) in choices else []
+    if not close and len(got) <= 64:  # a long value is no typo; difflib on it would only cost time
         # of the close matches, the one nearest in length: 'adma' is 'adam' misspelt, not 'adamax'
         close = sorted(difflib.get_close_matches(got, choices, n=3, cutoff=0.5), key=lambda c: abs(len(c) - len(got)))
         if not close:
