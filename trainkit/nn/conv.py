@@ -54,6 +54,13 @@ EVAL_COLS = 1 << 23
 PER_SAMPLE_FAN_IN = 64
 
 
+def gemm(a, b, out):
+    """out ← a b (a stack of products when a or b has 3 dimensions). Every product of the conv
+    layers goes through this one name, so a benchmark can time exactly the GEMMs the layers run,
+    in place, by wrapping it (benchmarks/lenet.py: conv_gemm)."""
+    return xp.matmul(a, b, out=out)
+
+
 def init_conv(scheme, out_c: int, fan_in: int, receptive: int, rng):
     """torch.nn.ConvNd's init: the weight as a linear layer's with fan_in = C·kh·kw
     (`default` is kaiming_uniform(a=√5), i.e. U(±1/√fan_in), bias too); the xavier schemes
@@ -217,9 +224,9 @@ class _Conv(ShapedLayer):
                 cols[-1] = 1
                 w = buf("w_b", (self.out_channels, len(cols)), dtype)
                 w[:, :-1], w[:, -1] = self.W2, self.b
-            xp.matmul(w, cols.reshape(-1, n, ho * wo).transpose(1, 0, 2), out=y.reshape(n, -1, ho * wo))
+            gemm(w, cols.reshape(-1, n, ho * wo).transpose(1, 0, 2), y.reshape(n, -1, ho * wo))
             return cols
-        out = xp.matmul(self.W2, cols, out=buf("gemm", (self.out_channels, n * ho * wo), dtype))
+        out = gemm(self.W2, cols, buf("gemm", (self.out_channels, n * ho * wo), dtype))
         if self.b is not None:
             out += self.b[:, None]
         y[...] = out.reshape(self.out_channels, ho, wo, n).transpose(3, 0, 1, 2)
@@ -230,7 +237,7 @@ class _Conv(ShapedLayer):
         n, rows, positions = len(dy4), len(self.cols), self.out_hw[0] * self.out_hw[1]
         dy3 = dy4.reshape(n, self.out_channels, positions)
         cols_s = self.cols.reshape(rows, n, positions).transpose(1, 2, 0)  # (n, Ho·Wo, C·kh·kw [+ 1])
-        parts = xp.matmul(dy3, cols_s, out=self._buffer("dW_s", (n, self.out_channels, rows), dy4.dtype))
+        parts = gemm(dy3, cols_s, self._buffer("dW_s", (n, self.out_channels, rows), dy4.dtype))
         if not self.fold_bias:
             xp.add.reduce(parts, axis=0, out=self.gW2)
             return
@@ -249,7 +256,7 @@ class _Conv(ShapedLayer):
         dY[...] = dy4.transpose(1, 0, 2, 3)
         dY = self._matrix(dY)
         if not per_sample:  # dWᵀ = cols dYᵀ: OpenBLAS runs this orientation of dW = dY colsᵀ 2× faster
-            dWt = xp.matmul(self.cols, dY.T, out=self._buffer("dWt", self.W2.T.shape, dtype))
+            dWt = gemm(self.cols, dY.T, self._buffer("dWt", self.W2.T.shape, dtype))
             self.gW2[...] = dWt.T
             if self.b is not None:
                 xp.add.reduce(dY, axis=1, out=self.gb)
@@ -257,7 +264,7 @@ class _Conv(ShapedLayer):
             return None
         kw = self.kernel[1]
         dcols, dview = self._cols(self._buffer, "dcols", n, dtype)
-        xp.matmul(self.W2.T, dY, out=dcols)
+        gemm(self.W2.T, dY, dcols)
         h, w = self.in_hw
         # col2im: each tap's gradient back where it was read, in a (C, n, H, W) view of dxpad
         dxpad = self._grid(self._buffer, "dxpad", self.in_channels, n, win.padded_shape((1, 1, h, w))[2:], dtype)
