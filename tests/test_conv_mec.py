@@ -98,3 +98,46 @@ def test_one_d_convs_keep_one_row(monkeypatch):
     monkeypatch.setattr(conv, "MEC_ROWS", 4)
     _, layer = one_layer_net("conv1d", {"out_channels": 2, "kernel_size": 3}, (2, 9))
     assert (layer.batch_last, layer.r) == (True, 1)
+
+
+# --------------------------------------------------------------------------- split stacks
+
+
+@pytest.fixture
+def split(monkeypatch):
+    """Stacks of per-sample products split over 3 threads down to one product per thread."""
+    monkeypatch.setattr(conv, "SPLIT_MIN", 1)
+    monkeypatch.setattr(conv, "current_blas_threads", lambda: 3)
+
+
+@pytest.mark.parametrize("a_shape,b_shape", [((6, 26), (7, 26, 30)), ((7, 6, 30), (7, 30, 26)), ((2, 3), (2, 3, 4))])
+def test_split_stack_is_bit_identical_to_one_call(split, a_shape, b_shape):
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=a_shape).astype(np.float32), rng.normal(size=b_shape).astype(np.float32)
+    want = np.matmul(a, b)
+    assert conv._parts(want) == min(3, len(want))
+    np.testing.assert_array_equal(conv.gemm(a, b, np.empty_like(want)), want)
+
+
+def test_split_stack_needs_split_min_products_per_thread(monkeypatch):
+    monkeypatch.setattr(conv, "current_blas_threads", lambda: 2)
+    assert [conv._parts(np.empty((n, 2, 2))) for n in (7, 8, 15, 16, 512)] == [1, 1, 1, 2, 2]
+    assert conv._parts(np.empty((512, 2))) == 1  # one product: the BLAS threads it
+
+
+def test_per_sample_layer_steps_split_or_not_are_bit_identical(monkeypatch):
+    """A training step of a per-sample conv (forward, dW, db, dx) is the same to the bit
+    whether its stacks run on one thread or are split over three."""
+    kwargs, shape = {"out_channels": 3, "kernel_size": 3, "padding": 1}, (2, 6, 5)
+    rng = np.random.default_rng(2)
+    x, r = rng.normal(size=(7, 60)), rng.normal(size=(7, 3, 6, 5))
+    runs = []
+    for threads in (1, 3):
+        monkeypatch.setattr(conv, "SPLIT_MIN", 1)
+        monkeypatch.setattr(conv, "current_blas_threads", lambda t=threads: t)
+        net, layer = one_layer_net("conv2d", kwargs, shape)
+        assert not layer.batch_last
+        y = net.forward(x, training=True).copy()
+        runs.append((y, layer.backward(r.copy()).copy(), net.grad.copy()))
+    for one, three in zip(*runs):
+        np.testing.assert_array_equal(one, three)
