@@ -33,17 +33,12 @@ divide Ho, zero rows are padded below and their outputs dropped.
 
 from __future__ import annotations
 
-import functools
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Literal, Union
 
-import numpy
 from pydantic import Field, model_validator
 
-from trainkit.backend import current, to_device, xp
-from trainkit.backend.threads import current_blas_threads
+from trainkit.backend import to_device, xp
 from trainkit.config.base import Component
 from trainkit.nn.init import init_linear
 from trainkit.nn.spatial import (
@@ -85,39 +80,8 @@ def mec_rows(ho: int, kh: int) -> int:
 def gemm(a, b, out):
     """out ← a b (a stack of products when a or b has 3 dimensions). Every product of the conv
     layers goes through this one name, so a benchmark can time exactly the GEMMs the layers run,
-    in place, by wrapping it (benchmarks/lenet.py: conv_gemm).
-
-    A numpy stack of per-sample products is split into contiguous parts, one per BLAS thread
-    of the run: each product is small enough that OpenBLAS runs it on one thread, so the BLAS
-    pool idles; numpy releases the GIL inside matmul, and the parts run side by side on
-    Python threads. Every product is the same call as unsplit: the results are bit-identical."""
-    parts = _parts(out)
-    if parts == 1:
-        return xp.matmul(a, b, out=out)
-    cut = [len(out) * i // parts for i in range(parts + 1)]
-    pieces = [(a if a.ndim == 2 else a[i:j], b if b.ndim == 2 else b[i:j], out[i:j]) for i, j in zip(cut, cut[1:])]
-    futures = [_pool(parts - 1, os.getpid()).submit(xp.matmul, x, y, out=o) for x, y, o in pieces[1:]]
-    xp.matmul(*pieces[0][:2], out=pieces[0][2])
-    for f in futures:
-        f.result()
-    return out
-
-
-# A stack is split only when every part gets at least this many products.
-SPLIT_MIN = 8
-
-
-def _parts(out) -> int:
-    if out.ndim != 3 or current() is not numpy:  # CuPy runs a stack as one kernel launch
-        return 1
-    return max(1, min(current_blas_threads() or 1, len(out) // SPLIT_MIN))
-
-
-@functools.cache
-def _pool(workers: int, pid: int) -> ThreadPoolExecutor:
-    """Threads for the parts beyond the first (the caller runs that one). Per process: a
-    forked sweep worker must not reuse its parent's pool, whose threads it does not have."""
-    return ThreadPoolExecutor(workers, thread_name_prefix="trainkit-conv")
+    in place, by wrapping it (benchmarks/lenet.py: conv_gemm)."""
+    return xp.matmul(a, b, out=out)
 
 
 def init_conv(scheme, out_c: int, fan_in: int, receptive: int, rng):
