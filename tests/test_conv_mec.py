@@ -13,7 +13,7 @@ from test_gradients import TOL, numeric_grad, rel_error
 
 from trainkit.nn import conv
 
-# (kwargs, per-sample input shape): Ho = 5, 5, 4, 10, 4, 3 (r = 2, 3, 4 divide some, not others)
+# (kwargs, per-sample input shape): Ho = 5, 5, 4, 10, 3, 3 (r = 2, 3, 4 divide some, not others)
 MEC_CASES = [
     ({"out_channels": 3, "kernel_size": 3}, (2, 7, 6)),
     ({"out_channels": 2, "kernel_size": [3, 2], "stride": 2, "padding": 1}, (3, 9, 7)),

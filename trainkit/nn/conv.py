@@ -27,7 +27,7 @@ and col2im runs over the taller window moved r·sh rows at a time. The GEMMs get
 instead of O (OpenBLAS runs 16-row products at under half its peak, 32-row ones faster) and
 cols shrinks by about r·kh / (kh + r − 1); the zeros of Wb cost kh / (kh + r − 1) of the work.
 r is the largest r ≤ MEC_ROWS that divides Ho (LeNet's conv2, 16×150 on 10×10: r = 2, its
-three GEMMs 9.9 → 7.3 ms per step at batch 512, measured in place; r = 5 measured no better,
+three GEMMs 9.9 → 7.3 ms per step at batch 512, measured in place; r = 5 measured about the same,
 r = 3 needs padded rows); when a forced r does not divide Ho, zero rows are padded below and
 their outputs dropped.
 """
