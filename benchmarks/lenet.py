@@ -108,43 +108,73 @@ def lenet_torch(batch: int, epochs: int) -> dict:
     return {"epoch_s": times[1:], "final_loss": float(loss.detach()), "threads": torch.get_num_threads()}
 
 
-def conv_gemm(batch: int) -> dict:
-    """GFLOP/s of the conv layers' own GEMMs (forward, weight and input gradients) at `batch`,
-    on the layers' real buffers after a training step: how close im2col gets to the peak."""
+def conv_flops(convs, batch: int) -> float:
+    """Useful flops of one training step's conv products: 2·O·C·kh·kw·Ho·Wo·n for the forward
+    product, the weight gradient and (all but the first layer) the input gradient."""
+    return sum(2 * c.W2.size * c.out_hw[0] * c.out_hw[1] * batch * (3 if c.needs_input_grad else 2) for c in convs)
+
+
+def conv_gemm(batch: int, steps: int = 7) -> dict:
+    """The conv layers at `batch`, timed in place during real training steps (forward and
+    backward of the whole net): their GEMMs alone (every call of trainkit.nn.conv.gemm, so the
+    benchmark times exactly the products the layers run) and the whole conv layers (im2col,
+    col2im, bias and copies included). GFLOP/s of useful conv flops, best step of `steps`."""
     import numpy as np
 
     from trainkit import api
     from trainkit.config import load_config_text
-    from trainkit.nn.conv import PER_SAMPLE_FAN_IN, _Conv
+    from trainkit.nn import conv
 
     exp = api.build(load_config_text(lenet_config(batch, 1), "bench.yaml"))
     net, X = exp.net, exp.arrays["X_train"][:batch]
-    convs = [layer for layer in net.layers if isinstance(layer, _Conv)]
-    out = net.forward(X, training=True)
-    net.backward(np.ones_like(out) / out.size)
-    flops, best = 0.0, float("inf")
-    products = []
-    for c in convs:
-        dY = c._buffer("dY", (c.out_channels, batch, *c.out_hw), X.dtype).reshape(c.out_channels, -1)
-        gemm = c._buffer("gemm", (c.out_channels, c.cols.shape[1]), X.dtype)
-        w = c.W2 if len(c.cols) == c.W2.shape[1] else c._buffer("w_b", (c.out_channels, len(c.cols)), X.dtype)
-        products.append((w, c.cols, gemm))  # forward: Y = W cols (or [W b] [cols; 1])
-        if c.W2.shape[1] <= PER_SAMPLE_FAN_IN:  # dW = Σ_s dY_s cols_sᵀ, n small products
-            positions = c.out_hw[0] * c.out_hw[1]
-            dy3 = np.ones((batch, c.out_channels, positions), X.dtype)
-            cols_s = c.cols.reshape(-1, batch, positions).transpose(1, 2, 0)
-            products.append((dy3, cols_s, c._buffer("dW_s", (batch, c.out_channels, len(c.cols)), X.dtype)))
-        else:
-            products.append((c.cols, dY.T, c._buffer("dWt", c.W2.T.shape, X.dtype)))  # dWᵀ = cols dYᵀ
-        if c.needs_input_grad:
-            products.append((c.W2.T, dY, c._buffer("dcols", c.cols.shape, X.dtype)))  # dcols = Wᵀ dY
-    flops = sum(2 * a.size * b.shape[-1] for a, b, _ in products)
-    for _ in range(7):
+    convs = [layer for layer in net.layers if isinstance(layer, conv._Conv)]
+    spent = {"gemm": 0.0, "layers": 0.0}
+
+    def timed(fn, key):
+        def call(*args):
+            t = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                spent[key] += time.perf_counter() - t
+
+        return call
+
+    plain = conv.gemm
+    conv.gemm = timed(plain, "gemm")
+    for c in convs:  # instance attributes shadow the methods for this benchmark's net only
+        c.forward, c.backward = timed(c.forward, "layers"), timed(c.backward, "layers")
+    best = {"gemm": float("inf"), "layers": float("inf")}
+    try:
+        for _ in range(steps + 1):  # the first step allocates the buffers: the min skips it
+            spent.update(gemm=0.0, layers=0.0)
+            out = net.forward(X, training=True)
+            net.backward(np.full_like(out, 1 / out.size))
+            best = {k: min(best[k], spent[k]) for k in best}
+    finally:
+        conv.gemm = plain
+    flops = conv_flops(convs, batch)
+    return {"gflops": flops / best["gemm"] / 1e9, "layers_gflops": flops / best["layers"] / 1e9}
+
+
+def conv_torch(batch: int, steps: int = 7) -> dict:
+    """torch's two LeNet conv layers, forward and backward at `batch` (no input gradient for
+    the first, as in training): GFLOP/s of the same useful flops as conv_gemm's layers."""
+    import torch
+
+    torch.set_num_threads(blas_threads())
+    torch.manual_seed(0)
+    c1, c2 = torch.nn.Conv2d(1, 6, 5, padding=2), torch.nn.Conv2d(6, 16, 5)
+    x1, x2 = torch.rand(batch, 1, 28, 28), torch.rand(batch, 6, 14, 14, requires_grad=True)
+    best = float("inf")
+    for _ in range(steps + 1):
         t = time.perf_counter()
-        for a, b, o in products:
-            np.matmul(a, b, out=o)
+        for c, x in ((c1, x1), (c2, x2)):
+            y = c(x)
+            y.backward(torch.full_like(y, 1 / y.numel()))
         best = min(best, time.perf_counter() - t)
-    return {"gflops": flops / best / 1e9, "products": [[a.shape, b.shape] for a, b, _ in products]}
+    flops = batch * (2 * 2 * 6 * 25 * 28 * 28 + 3 * 2 * 16 * 150 * 10 * 10)
+    return {"layers_gflops": flops / best / 1e9, "threads": torch.get_num_threads()}
 
 
 def lenet_memory() -> dict:
@@ -176,6 +206,8 @@ def main(kind: str, args: list[str]) -> dict:
         return lenet_trainkit(batch, epochs) if lib == "trainkit" else lenet_torch(batch, epochs)
     if kind == "lenet-gemm":
         return conv_gemm(int(args[0]))
+    if kind == "lenet-conv-torch":
+        return conv_torch(int(args[0]))
     if kind == "lenet-memory":
         return lenet_memory()
     raise SystemExit(f"unknown benchmark {kind!r}")

@@ -16,6 +16,20 @@ Layers with a small fan-in C·kh·kw run Y and dW as n per-sample products over 
 The others run one GEMM each and order the columns of cols and dY (Ho, Wo, n), batch last:
 the sums are the same, and the copies of im2col and the adds of col2im run over long
 contiguous rows instead of rows of Wo values.
+
+One-GEMM layers compute r adjacent output rows per column (MEC, Cho & Brand 2017): a column
+holds the H' = (r − 1)·sh + dh·(kh − 1) + 1 input rows that r output rows read, (C·H'·kw,
+n·B·Wo) with B = ⌈Ho / r⌉ row blocks, and the weight is banded, Wb (r·O, C·H'·kw): block q
+is W placed at input row q·sh (its kernel rows dh apart), zeros elsewhere. Then
+    Y_b = Wb cols            (row q·O + o, block b: channel o at output row b·r + q)
+    dWb = dY_b colsᵀ,   dW = Σ_q (band q of dWb, read where W was placed),   dcols = Wbᵀ dY_b
+and col2im runs over the taller window moved r·sh rows at a time. The GEMMs get r·O rows
+instead of O (OpenBLAS runs 16-row products at under half its peak, 32-row ones faster) and
+cols shrinks by about r·kh / (kh + r − 1); the zeros of Wb cost kh / (kh + r − 1) of the work.
+r is the largest r ≤ MEC_ROWS that divides Ho (LeNet's conv2, 16×150 on 10×10: r = 2, its
+three GEMMs 9.9 → 7.3 ms per step at batch 512, measured in place; r = 5 measured about the same,
+r = 3 needs padded rows); when a forced r does not divide Ho, zero rows are padded below and
+their outputs dropped.
 """
 
 from __future__ import annotations
@@ -52,6 +66,23 @@ EVAL_COLS = 1 << 23
 # (6×25 weights, 28×28 images, batch 128, one thread: forward 1.09 -> 0.60 ms, dW 1.6 -> 0.49 ms);
 # above it (16×150 on 10×10) one GEMM is as fast or faster.
 PER_SAMPLE_FAN_IN = 64
+# One-GEMM layers compute up to this many output rows per column of cols (MEC, see above).
+MEC_ROWS = 2
+
+
+def mec_rows(ho: int, kh: int) -> int:
+    """r for a one-GEMM layer with Ho output rows and kernel height kh: the largest r ≤ MEC_ROWS
+    that divides Ho (no wasted rows), 1 for a kernel of one row (nothing to share)."""
+    if kh == 1:
+        return 1
+    return max(r for r in range(1, min(MEC_ROWS, ho) + 1) if ho % r == 0)
+
+
+def gemm(a, b, out):
+    """out ← a b (a stack of products when a or b has 3 dimensions). Every product of the conv
+    layers goes through this one name, so a benchmark can time exactly the GEMMs the layers run,
+    in place, by wrapping it (benchmarks/lenet.py: conv_gemm)."""
+    return xp.matmul(a, b, out=out)
 
 
 def init_conv(scheme, out_c: int, fan_in: int, receptive: int, rng):
@@ -157,6 +188,43 @@ class _Conv(ShapedLayer):
         # Per-sample products carry the bias as a last row of ones in cols: [W b] [cols; 1]
         # (and db as dW's last column), which saves a pass over y and one over dy.
         self.fold_bias = not self.batch_last and self.b is not None
+        self._set_geometry(mec_rows(self.out_hw[0], self.kernel[0]) if self.batch_last else 1)
+
+    def _set_geometry(self, r: int):
+        """What im2col and the GEMMs run on. r = 1: the layer's own window, W (O, C·kh·kw) and
+        (Ho, Wo) outputs. r > 1 (MEC): a window of H' = (r − 1)·sh + dh·(kh − 1) + 1 input rows
+        moved r·sh rows at a time, over B = ⌈Ho / r⌉ row blocks (extra zero rows padded below
+        when r does not divide Ho), and the banded weight (r·O, C·H'·kw) of _gemm_weight."""
+        self.r = r
+        if r == 1:
+            self.gwin, self.g_out, self.g_fan_in, self.w_gemm = self.win, self.out_hw, self.W2.shape[1], self.W2
+            return
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
+        (ho, wo), (h, _) = self.out_hw, self.in_hw
+        rows, blocks = (r - 1) * sh + dh * (kh - 1) + 1, -(-ho // r)
+        t, b, lft, rt = self.win.pad
+        extra = max(0, (blocks - 1) * r * sh + rows - (h + t + b))
+        self.gwin = Window((rows, kw), (r * sh, sw), (1, dw), (t, b + extra, lft, rt))
+        self.g_out, self.g_fan_in = (blocks, wo), self.in_channels * rows * kw
+
+    def _gemm_weight(self, buf, dtype):
+        """W as the GEMMs of r > 1 see it, the banded (r·O, C, H', kw): block q
+        holds W's kernel row i at input row q·sh + i·dh of the window, zeros elsewhere, so
+        row q·O + o of Wb cols is output channel o at output row b·r + q of row block b."""
+        o, c, (kh, kw), sh, dh = self.out_channels, self.in_channels, self.kernel, self.stride[0], self.dilation[0]
+        wb = buf("w_band", (self.r, o, c, self.gwin.kernel[0], kw), dtype)
+        wb.fill(0)
+        w4 = self.W2.reshape(o, c, kh, kw)
+        for q in range(self.r):
+            wb[q, :, :, q * sh : q * sh + dh * (kh - 1) + 1 : dh] = w4
+        return wb.reshape(self.r * o, -1)
+
+    def _row_blocks(self):
+        """(q, output rows q, q + r, …, rows of the padded (r·O, B, ...) grid) for each of the r
+        rows a column computes: output row b·r + q is grid row q·O + o at block b."""
+        o, ho = self.out_channels, self.out_hw[0]
+        for q in range(self.r):
+            yield slice(q * o, (q + 1) * o), slice(q, ho, self.r), len(range(q, ho, self.r))
 
     def reset_parameters(self, scheme, rng):
         w, b = init_conv(scheme, self.out_channels, self.W2.shape[1], self.kernel[0] * self.kernel[1], rng)
@@ -172,7 +240,7 @@ class _Conv(ShapedLayer):
             self.cols = self._conv(x4, y, self._buffer)
             return from_4d(y, self.spatial_dims)
         y = xp.empty((n, self.out_channels, ho, wo), x.dtype)
-        chunk = max(1, EVAL_COLS // (ho * wo * self.W2.shape[1]))
+        chunk = max(1, EVAL_COLS // (self.g_out[0] * wo * self.g_fan_in))
         for i in range(0, n, chunk):
             self._conv(x4[i : i + chunk], y[i : i + chunk], scratch)
         return from_4d(y, self.spatial_dims)
@@ -192,14 +260,14 @@ class _Conv(ShapedLayer):
 
     def _cols(self, buf, name, n, dtype, extra: int = 0):
         """(C·kh·kw + extra, n·Ho·Wo) columns for the GEMMs and the (C, kh, kw, n, Ho, Wo) view
-        of their first C·kh·kw rows."""
-        fan_in = self.W2.shape[1]
-        grid = self._grid(buf, name, fan_in + extra, n, self.out_hw, dtype)
-        return self._matrix(grid), grid[:fan_in].reshape(self.in_channels, *self.kernel, n, *self.out_hw)
+        of their first C·kh·kw rows (for r > 1: (C·H'·kw, n·B·Wo) and (C, H', kw, n, B, Wo))."""
+        fan_in = self.g_fan_in
+        grid = self._grid(buf, name, fan_in + extra, n, self.g_out, dtype)
+        return self._matrix(grid), grid[:fan_in].reshape(self.in_channels, *self.gwin.kernel, n, *self.g_out)
 
     def _conv(self, x4, y, buf):
         """y (n, O, Ho, Wo) ← conv(x4); returns cols (C·kh·kw, n·Ho·Wo) for the backward pass."""
-        n, dtype, (ho, wo), win = len(x4), x4.dtype, self.out_hw, self.win
+        n, dtype, (ho, wo), win = len(x4), x4.dtype, self.g_out, self.gwin
         hw = win.padded_shape(x4.shape)[2:]
         if any(win.pad) or self.batch_last:  # batch last: the layout change costs one copy of x
             xpad = self._grid(buf, "xpad", self.in_channels, n, hw, dtype).transpose(1, 0, 2, 3)  # (n, C, H, W)
@@ -217,12 +285,16 @@ class _Conv(ShapedLayer):
                 cols[-1] = 1
                 w = buf("w_b", (self.out_channels, len(cols)), dtype)
                 w[:, :-1], w[:, -1] = self.W2, self.b
-            xp.matmul(w, cols.reshape(-1, n, ho * wo).transpose(1, 0, 2), out=y.reshape(n, -1, ho * wo))
+            gemm(w, cols.reshape(-1, n, ho * wo).transpose(1, 0, 2), y.reshape(n, -1, ho * wo))
             return cols
-        out = xp.matmul(self.W2, cols, out=buf("gemm", (self.out_channels, n * ho * wo), dtype))
+        if self.r > 1:  # W itself otherwise (set in bind)
+            self.w_gemm = self._gemm_weight(buf, dtype)
+        out = gemm(self.w_gemm, cols, buf("gemm", (len(self.w_gemm), n * ho * wo), dtype))
         if self.b is not None:
-            out += self.b[:, None]
-        y[...] = out.reshape(self.out_channels, ho, wo, n).transpose(3, 0, 1, 2)
+            out.reshape(self.r, self.out_channels, -1)[...] += self.b[:, None]
+        grid = out.reshape(-1, ho, wo, n).transpose(3, 0, 1, 2)  # (n, r·O, B, Wo)
+        for q_rows, rows, count in self._row_blocks():
+            y[:, :, rows] = grid[:, q_rows, :count]
         return cols
 
     def _param_grads_per_sample(self, dy4):
@@ -230,39 +302,59 @@ class _Conv(ShapedLayer):
         n, rows, positions = len(dy4), len(self.cols), self.out_hw[0] * self.out_hw[1]
         dy3 = dy4.reshape(n, self.out_channels, positions)
         cols_s = self.cols.reshape(rows, n, positions).transpose(1, 2, 0)  # (n, Ho·Wo, C·kh·kw [+ 1])
-        parts = xp.matmul(dy3, cols_s, out=self._buffer("dW_s", (n, self.out_channels, rows), dy4.dtype))
+        parts = gemm(dy3, cols_s, self._buffer("dW_s", (n, self.out_channels, rows), dy4.dtype))
         if not self.fold_bias:
             xp.add.reduce(parts, axis=0, out=self.gW2)
             return
         sums = xp.add.reduce(parts, axis=0, out=self._buffer("dWb", (self.out_channels, rows), dy4.dtype))
         self.gW2[...], self.gb[...] = sums[:, :-1], sums[:, -1]
 
+    def _fold_weight_grad(self, dwb):
+        """dW from the GEMM's weight gradient: dwb itself, or for r > 1 the sum over the r bands
+        of the banded (r·O, C, H', kw) gradient, each read where _gemm_weight placed W."""
+        if self.r == 1:
+            self.gW2[...] = dwb
+            return
+        o, c, (kh, kw), sh, dh = self.out_channels, self.in_channels, self.kernel, self.stride[0], self.dilation[0]
+        bands, g4 = dwb.reshape(self.r, o, c, self.gwin.kernel[0], kw), self.gW2.reshape(o, c, kh, kw)
+        for q in range(self.r):
+            band = bands[q, :, :, q * sh : q * sh + dh * (kh - 1) + 1 : dh]
+            if q == 0:
+                g4[...] = band
+            else:
+                g4 += band
+
     def backward(self, dy):
         dy4 = to_4d(dy, self.spatial_dims)
-        n, dtype, win = len(dy4), dy.dtype, self.win
+        n, dtype = len(dy4), dy.dtype
         per_sample = not self.batch_last
         if per_sample:
             self._param_grads_per_sample(dy4)
             if not self.needs_input_grad:
                 return None
-        dY = self._grid(self._buffer, "dY", self.out_channels, n, self.out_hw, dtype)  # in cols' column order
-        dY[...] = dy4.transpose(1, 0, 2, 3)
+        blocks = self.g_out[0]
+        dY = self._grid(self._buffer, "dY", self.out_channels * self.r, n, self.g_out, dtype)  # cols' order
+        for q_rows, rows, count in self._row_blocks():
+            dY[q_rows, :, :count] = dy4[:, :, rows].transpose(1, 0, 2, 3)
+            if count < blocks:  # padded rows below Ho: no output, no gradient
+                dY[q_rows, :, count:] = 0
         dY = self._matrix(dY)
         if not per_sample:  # dWᵀ = cols dYᵀ: OpenBLAS runs this orientation of dW = dY colsᵀ 2× faster
-            dWt = xp.matmul(self.cols, dY.T, out=self._buffer("dWt", self.W2.T.shape, dtype))
-            self.gW2[...] = dWt.T
+            dWt = gemm(self.cols, dY.T, self._buffer("dWt", self.w_gemm.T.shape, dtype))
+            self._fold_weight_grad(dWt.T)
             if self.b is not None:
-                xp.add.reduce(dY, axis=1, out=self.gb)
+                db = xp.add.reduce(dY, axis=1, out=self._buffer("db", (len(dY),), dtype))
+                xp.add.reduce(db.reshape(self.r, -1), axis=0, out=self.gb)
         if not self.needs_input_grad:
             return None
-        kw = self.kernel[1]
+        kw, win = self.gwin.kernel[1], self.gwin
         dcols, dview = self._cols(self._buffer, "dcols", n, dtype)
-        xp.matmul(self.W2.T, dY, out=dcols)
+        gemm(self.w_gemm.T, dY, dcols)
         h, w = self.in_hw
         # col2im: each tap's gradient back where it was read, in a (C, n, H, W) view of dxpad
         dxpad = self._grid(self._buffer, "dxpad", self.in_channels, n, win.padded_shape((1, 1, h, w))[2:], dtype)
         dxpad.fill(0)
-        for t, rows, cols in win.taps(*self.out_hw):
+        for t, rows, cols in win.taps(*self.g_out):
             dxpad[:, :, rows, cols] += dview[:, t // kw, t % kw]
         dx = self._buffer("dx", (n, self.in_channels, h, w), dtype)
         dx[...] = win.unpad(dxpad, h, w).transpose(1, 0, 2, 3)
