@@ -44,6 +44,8 @@ LAYERS = [
     ("adaptive_avg_pool1d", {"output_size": 3}, (2, 7)),
     ("adaptive_avg_pool2d", {}, (3, 4, 5)),
     ("adaptive_avg_pool2d", {"output_size": [2, 3]}, (2, 5, 7)),
+    ("adaptive_avg_pool1d", {"output_size": 5}, (2, 3)),  # more bins than inputs: bins overlap, as in torch
+    ("adaptive_avg_pool2d", {"output_size": [7, 4]}, (2, 5, 3)),
     ("flatten", {}, (2, 3, 4)),
     ("batch_norm1d", {}, (4,)),
     ("batch_norm1d", {"momentum": None}, (3, 5)),

@@ -250,7 +250,8 @@ class AdaptiveAvgPool2dConfig(Component):
 
 
 def _bins(size: int, out: int) -> list[tuple[int, int]]:
-    """torch's adaptive bins: [⌊i·size/out⌋, ⌈(i + 1)·size/out⌉)."""
+    """torch's adaptive bins: [⌊i·size/out⌋, ⌈(i + 1)·size/out⌉) (never empty; with out > size
+    neighbouring bins share inputs)."""
     return [((i * size) // out, -(-((i + 1) * size) // out)) for i in range(out)]
 
 
@@ -263,9 +264,7 @@ class _AdaptiveAvgPool(ShapedLayer):
 
     def build(self, shape):
         c, h, w = check_spatial(shape, self.spatial_dims)
-        if h < self.out[0] or w < self.out[1]:
-            raise ShapeError(f"output_size {self.out[-self.spatial_dims :]} is larger than the input")
-        self.in_shape4 = (c, h, w)
+        self.in_shape4 = (c, h, w)  # an output larger than the input is allowed: its bins overlap, as in torch
         self.cells = [(r, q) for r in _bins(h, self.out[0]) for q in _bins(w, self.out[1])]
         return spatial_out(c, self.out, self.spatial_dims)
 
