@@ -122,22 +122,30 @@ def test_plain_rows_are_one_channel_signals_for_conv1d(tmp_path):
 @pytest.mark.parametrize(
     "override,key,message",
     [
-        ("model.layers.0.kernel_size=9", "model.layers[0]", "layers[0] (conv2d) kernel of extent (9, 9) is larger"),
+        (
+            "model.layers.0.kernel_size=9",
+            "model.layers[0]",
+            "model.layers[0]: conv2d kernel of extent (9, 9) is larger",
+        ),
         (
             "model.layers.4.name=relu",
             "model.layers[5]",
-            "layers[5] (linear) needs flat input (features,), got (4, 3, 3)",
+            "model.layers[5]: linear needs flat input (features,), got (4, 3, 3); put a flatten layer before it",
         ),
         (
             "model.layers=[{name: conv2d, out_channels: 2, kernel_size: 3}]",
             "model.layers[0]",
             "output of shape (2, 4, 4) per sample; end with flatten and a linear layer",
         ),
-        ("model.layers.3.kernel_size=7", "model.layers[3]", "layers[3] (max_pool2d) pooling window (7, 7) is larger"),
+        (
+            "model.layers.3.kernel_size=7",
+            "model.layers[3]",
+            "model.layers[3]: max_pool2d pooling window (7, 7) is larger",
+        ),
         (
             "model.layers=[{name: conv2d, out_channels: 2, kernel_size: 3}, flatten]",
             "model.layers[1]",
-            "layers[1] (flatten) gives 32 outputs per sample but the data needs 1",
+            "model.layers[1]: flatten gives 32 outputs per sample but the data needs 1",
         ),
     ],
 )
@@ -147,6 +155,7 @@ def test_shape_misfits_exit_2_naming_the_layer_before_training(cli, image_config
     doc = json.loads(r.stdout)
     text = json.dumps(doc)
     assert key in text and message in text and "(1, 6, 6)" in text
+    assert "] (" not in text and "(input shape (4, 3, 3))" not in text  # the layer and its shape said once
     assert not (image_config.parent / "run" / "checkpoint.npz").exists()
 
 

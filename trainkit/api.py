@@ -243,11 +243,12 @@ def _build_model(loaded: LoadedConfig, state, n_features: int, out_features: int
             )
         return net
     except ShapeError as e:
-        key = ("model", "layers", e.index) if cfg.name == "sequential" and e.index is not None else ("model",)
+        in_key = cfg.name == "sequential" and e.index is not None  # the key names the layer's index
+        key = ("model", "layers", e.index) if in_key else ("model",)
         hint = f"each sample of the data has shape {shape}"
         if cfg.name == "cnn" and len(shape) == 2:
             hint += "; for (channels, length) signals set model.dims: 1"
-        raise loaded.error(key, str(e), hint) from None
+        raise loaded.error(key, e.describe(with_index=not in_key), hint) from None
 
 
 def _check_monitors(loaded: LoadedConfig, trainer: Trainer, has_val: bool) -> None:

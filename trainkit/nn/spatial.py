@@ -23,9 +23,17 @@ class ShapeError(ValueError):
 
     def __init__(self, message: str, index: int | None = None, layer: str = "", in_shape=None):
         self.message, self.index, self.layer, self.in_shape = message, index, layer, in_shape
-        where = f"layers[{index}] ({layer}) " if index is not None else ""
-        got = f" (input shape {fmt_shape(in_shape)})" if in_shape is not None else ""
-        super().__init__(f"{where}{message}{got}")
+        super().__init__(self.describe())
+
+    def describe(self, with_index: bool = True) -> str:
+        """'layers[i] (name) message (input shape S)'; without the index where the config key
+        already names it (model.layers[i]), and without the shape where the message gives it."""
+        where = (
+            "" if self.index is None else f"layers[{self.index}] ({self.layer}) " if with_index else f"{self.layer} "
+        )
+        shape = None if self.in_shape is None else fmt_shape(self.in_shape)
+        got = f" (input shape {shape})" if shape is not None and shape not in self.message else ""
+        return f"{where}{self.message}{got}"
 
 
 def fmt_shape(shape) -> str:
