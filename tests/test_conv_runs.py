@@ -120,6 +120,20 @@ def test_plain_rows_are_one_channel_signals_for_conv1d(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "kernel,dilation,padding",
+    [
+        ("3", "1", "padding: 1 keeps"),
+        ("[5, 3]", "1", "padding: [2, 1] keeps"),
+        ("[5, 3]", "[1, 2]", "padding: 2 keeps"),
+    ],
+)
+def test_same_padding_with_a_stride_names_the_padding_that_works(cli, image_config, kernel, dilation, padding):
+    sets = ["padding=same", "stride=2", f"kernel_size={kernel}", f"dilation={dilation}"]
+    r = cli("validate", image_config, *(a for k in sets for a in ("--set", f"model.layers.0.{k}")))
+    assert r.code == 2 and "needs stride 1" in r.stderr and padding in r.stderr
+
+
+@pytest.mark.parametrize(
     "override,key,message",
     [
         (

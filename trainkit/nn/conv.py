@@ -116,7 +116,12 @@ class _ConvConfig(Component):
         for key in ("kernel_size", "stride", "dilation") + (("padding",) if not isinstance(self.padding, str) else ()):
             as_pair(getattr(self, key), self._dims, key)
         if self.padding == "same" and as_pair(self.stride, self._dims, "stride") != (1, 1):
-            raise ValueError("padding='same' needs stride 1 (as in torch)")
+            k, d = (as_pair(getattr(self, key), self._dims, key)[-self._dims :] for key in ("kernel_size", "dilation"))
+            pad = [di * (ki - 1) // 2 for ki, di in zip(k, d)]
+            raise ValueError(
+                "padding='same' needs stride 1 (as in torch); with a stride, "
+                f"padding: {pad[0] if len(set(pad)) == 1 else pad} keeps ⌈size / stride⌉ outputs for odd kernels"
+            )
         return self
 
 
