@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.workers import mlp_config
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "gpu.json"
 TMP = Path(tempfile.mkdtemp(prefix="trainkit-gpu-bench-"))
@@ -38,17 +40,6 @@ def _npz(name: str, n: int, features: int, classes: int = 10) -> Path:
         y = (X @ rng.normal(size=(features, classes)).astype(np.float32)).argmax(axis=1)
         np.savez(path, X=X, y=y)
     return path
-
-
-def _mlp_config(path: Path, hidden: list[int], batch: int, epochs: int, device: str) -> str:
-    return f"""
-seed: 0
-data: {{name: npz, path: {path}, val_fraction: 0}}
-model: {{name: mlp, hidden: {hidden}, activation: relu}}
-loss: cross_entropy
-optimizer: {{name: adam, lr: 0.001}}
-train: {{epochs: {epochs}, batch_size: {batch}, dtype: float32, metrics: [], device: {device}, shuffle: true}}
-"""
 
 
 def trainkit_epoch_s(config_text: str) -> float:
@@ -130,7 +121,7 @@ def bench_mlp(quick: bool) -> list[dict]:
     rows = []
     for batch in (128, 1024):
         epochs = 3 if quick else 5
-        tk = trainkit_epoch_s(_mlp_config(path, [256, 128], batch, epochs, "cuda"))
+        tk = trainkit_epoch_s(mlp_config(batch, epochs, [256, 128], path=path, metrics="[]", device="cuda"))
         fused = torch_epoch_s(lambda d: _torch_mlp([784, 256, 128, 10], d), X, y, batch, epochs, graph=False)
         graph = torch_epoch_s(lambda d: _torch_mlp([784, 256, 128, 10], d), X, y, batch, epochs, graph=True)
         rows.append(
@@ -151,8 +142,11 @@ def bench_mlp(quick: bool) -> list[dict]:
 def bench_wide(quick: bool) -> dict:
     gpu_path = _npz("wide_gpu", 16_384, 1024)
     cpu_path = _npz("wide_cpu", 2_048, 1024)
-    gpu = trainkit_epoch_s(_mlp_config(gpu_path, [4096, 4096], 1024, 3, "cuda")) / 16
-    cpu = trainkit_epoch_s(_mlp_config(cpu_path, [4096, 4096], 1024, 1 if quick else 2, "cpu")) / 2
+    gpu = trainkit_epoch_s(mlp_config(1024, 3, [4096, 4096], path=gpu_path, metrics="[]", device="cuda")) / 16
+    cpu = (
+        trainkit_epoch_s(mlp_config(1024, 1 if quick else 2, [4096, 4096], path=cpu_path, metrics="[]", device="cpu"))
+        / 2
+    )
     return {"case": "wide 1024-4096-4096-10 batch 1024", "cuda_step_s": gpu, "cpu_step_s": cpu, "speedup": cpu / gpu}
 
 

@@ -22,20 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.workers import MLP_NPZ, make_data
+from benchmarks.workers import make_data, mlp_config
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def config(batch: int, epochs: int, hidden: list[int], threads: int) -> str:
-    return f"""
-seed: 0
-data: {{name: npz, path: {MLP_NPZ}, val_fraction: 0}}
-model: {{name: mlp, hidden: {hidden}, activation: relu}}
-loss: cross_entropy
-optimizer: {{name: adam, lr: 0.001}}
-train: {{epochs: {epochs}, batch_size: {batch}, dtype: float32, threads: {threads}, shuffle: true}}
-"""
 
 
 def one_run(batch: int, epochs: int, hidden: list[int], threads: int) -> None:
@@ -56,7 +45,7 @@ def one_run(batch: int, epochs: int, hidden: list[int], threads: int) -> None:
         reduce[0] += time.perf_counter() - t1
 
     mpi.DataParallel.allreduce_grad = timed
-    loaded = load_config_text(config(batch, epochs + 1, hidden, threads), "mpi_scaling.yaml")
+    loaded = load_config_text(mlp_config(batch, epochs + 1, hidden, threads), "mpi_scaling.yaml")
     r = trainkit.train(loaded, on_epoch=lambda row: marks.append((wait[0], reduce[0])))
     dp = world()
     if dp is None or dp.rank == 0:

@@ -18,14 +18,18 @@ MLP_NPZ = DATA / "mlp.npz"
 HIDDEN = (256, 128)
 
 
-def mlp_config(batch: int, epochs: int, hidden=HIDDEN, threads="auto") -> str:
+def mlp_config(batch: int, epochs: int, hidden=HIDDEN, threads="auto", path=MLP_NPZ, **train) -> str:
+    """The mlp benchmark's config (784 → hidden → 10, Adam 1e-3, float32): the one every
+    benchmark of it trains (here, benchmarks.gpu, benchmarks.mpi_scaling); `train` adds keys
+    to its train block (device, metrics)."""
+    opts = {"epochs": epochs, "batch_size": batch, "dtype": "float32", "threads": threads, **train}
     return f"""
 seed: 0
-data: {{name: npz, path: {MLP_NPZ}, val_fraction: 0}}
-model: {{name: mlp, hidden: [{hidden[0]}, {hidden[1]}], activation: relu}}
+data: {{name: npz, path: {path}, val_fraction: 0}}
+model: {{name: mlp, hidden: {list(hidden)}, activation: relu}}
 loss: cross_entropy
 optimizer: {{name: adam, lr: 0.001}}
-train: {{epochs: {epochs}, batch_size: {batch}, dtype: float32, threads: {threads}}}
+train: {{{", ".join(f"{k}: {v}" for k, v in opts.items())}}}
 """
 
 
