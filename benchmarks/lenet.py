@@ -54,13 +54,15 @@ def make_data() -> None:
     np.savez(LENET_NPZ, X=X, y=y)
 
 
+# Multiply-adds ×2 of one product per sample: conv1 (6 × 1·5·5 at 28×28), conv2 (16 × 6·5·5 at 10×10)
+CONV1_FLOPS, CONV2_FLOPS = 2 * 28 * 28 * 6 * 25, 2 * 10 * 10 * 16 * 6 * 25
+
+
 def lenet_flops(n: int = N_IMAGES) -> float:
     """Multiply-adds ×2 of one epoch's convolutions and dense layers: forward once, backward
     twice (weights and inputs), but no input gradient for the first conv."""
-    conv1 = 2 * 28 * 28 * 6 * 25
-    conv2 = 2 * 10 * 10 * 16 * 6 * 25
     dense = 2 * (400 * 120 + 120 * 10)
-    return n * (3 * (conv1 + conv2 + dense) - conv1)
+    return n * (3 * (CONV1_FLOPS + CONV2_FLOPS + dense) - CONV1_FLOPS)
 
 
 def lenet_trainkit(batch: int, epochs: int) -> dict:
@@ -173,7 +175,7 @@ def conv_torch(batch: int, steps: int = 7) -> dict:
             y = c(x)
             y.backward(torch.full_like(y, 1 / y.numel()))
         best = min(best, time.perf_counter() - t)
-    flops = batch * (2 * 2 * 6 * 25 * 28 * 28 + 3 * 2 * 16 * 150 * 10 * 10)
+    flops = batch * (2 * CONV1_FLOPS + 3 * CONV2_FLOPS)
     return {"layers_gflops": flops / best / 1e9, "threads": torch.get_num_threads()}
 
 
