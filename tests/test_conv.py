@@ -442,6 +442,76 @@ def test_max_pool_ties_go_to_the_first_maximum_as_in_torch(kwargs):
 
 
 @pytest.mark.parametrize(
+    "name,kwargs,shape",
+    [
+        ("max_pool1d", {"kernel_size": 2}, (2, 8)),
+        ("max_pool1d", {"kernel_size": 3}, (2, 9)),
+        ("max_pool2d", {"kernel_size": 2}, (2, 6, 6)),
+        ("max_pool2d", {"kernel_size": [3, 2]}, (2, 6, 6)),
+    ],
+)
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_tiled_max_pools_route_ties_like_the_tap_by_tap_form(name, kwargs, shape, contiguous):
+    """Tiled windows over a contiguous input take the two-stage path (row maxima, then the
+    window's rows); any other input the tap-by-tap one. Both give torch's outputs and send each
+    gradient to the first maximum in row-major window order, ties included."""
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(3).integers(-1, 2, (4, *shape)).astype(np.float64)
+    x = x if contiguous else np.asfortranarray(x)
+    net, layer = one_layer_net(name, kwargs, shape)
+    y = layer.forward(x, training=True)
+    assert layer.staged == contiguous
+    r = np.random.default_rng(4).normal(size=y.shape)
+    xt = torch.tensor(x, requires_grad=True)
+    pool = torch.nn.MaxPool1d if name == "max_pool1d" else torch.nn.MaxPool2d
+    yt = pool(**kwargs)(xt)
+    np.testing.assert_array_equal(y, yt.detach().numpy())
+    (yt * torch.tensor(r)).sum().backward()
+    np.testing.assert_array_equal(layer.backward(r.copy()), xt.grad.numpy())
+
+
+@pytest.mark.parametrize(
+    "pool",
+    [
+        {"name": "max_pool2d", "kernel_size": 2},
+        {"name": "max_pool2d", "kernel_size": 3, "stride": 1, "padding": 1},  # overlapping, padded
+    ],
+)
+def test_a_relu_before_a_max_pool_runs_after_it_with_the_same_outputs_and_gradients(pool):
+    """The network runs relu → max_pool as max_pool → relu (4× fewer values through the ReLU):
+    outputs and every gradient equal running the layers in their written order, bit for bit,
+    including windows with no positive value and ties among zeros."""
+    from trainkit.nn.network import run_order
+
+    layers = [
+        make("conv2d", out_channels=3, kernel_size=3, padding=1),
+        make("relu"),
+        make(**pool),
+        make("flatten"),
+        make("linear", out_features=2),
+    ]
+    net = Network(layers, (2, 6, 6), np.float64)
+    net.init(InitScheme(name="default"), np.random.default_rng(0))
+    assert [type(layer).__name__ for layer in net.order[1:3]] == [type(layers[2]).__name__, "ReLU"]
+    assert run_order([layers[2], layers[1]]) == [layers[2], layers[1]]  # a pool then a ReLU stays as written
+    rng = np.random.default_rng(1)
+    x = rng.integers(-2, 3, (5, 72)).astype(np.float64)  # integer inputs: ties, and all-negative windows
+    dy = rng.normal(size=(5, 2))
+    y = net.forward(x, training=True)
+    net.backward(dy.copy())
+    grad = net.grad.copy()
+
+    h = x.reshape(5, 2, 6, 6)
+    for layer in layers:  # the written order
+        h = layer.forward(h, training=True)
+    np.testing.assert_array_equal(y, h)
+    g = dy.copy()
+    for layer in reversed(layers):
+        g = layer.backward(g)
+    np.testing.assert_array_equal(grad, net.grad)
+
+
+@pytest.mark.parametrize(
     "name,kwargs,shape,training,refused",
     [
         ("batch_norm1d", {}, (4,), True, True),  # (1, 4): one value per channel

@@ -13,7 +13,8 @@ import numpy as np
 
 from trainkit.backend import to_device, xp
 from trainkit.nn.init import init_linear
-from trainkit.nn.layers import Dropout, Layer, Linear
+from trainkit.nn.layers import Dropout, Layer, Linear, ReLU
+from trainkit.nn.pooling import _MaxPool
 from trainkit.nn.spatial import ShapeError, fmt_shape
 
 
@@ -64,6 +65,7 @@ class Network:
         # dL/dx of the input is never needed: skip that product in the first layer.
         if layers and hasattr(layers[0], "needs_input_grad"):
             layers[0].needs_input_grad = False
+        self.order = run_order(layers)
 
     def _build(self, layer, shape: tuple[int, ...]) -> tuple[int, ...]:
         """The layer's output shape for this input shape."""
@@ -116,13 +118,13 @@ class Network:
     def forward(self, x, training: bool = False):
         if len(self.in_shape) > 1:  # data arrive as (n, features): a free reshape to (n, C, H, W)
             x = x.reshape((len(x),) + self.in_shape)
-        for layer in self.layers:
+        for layer in self.order:
             x = layer.forward(x, training)
         return x
 
     def backward(self, dy) -> None:
         """Backpropagate dL/d(output) through every layer, filling `grad`."""
-        for layer in reversed(self.layers):
+        for layer in reversed(self.order):
             dy = layer.backward(dy)
 
     def predict(self, x, batch_size: int = 4096):
@@ -161,6 +163,20 @@ def shape_table(net: Network) -> str:
     return "\n".join(
         f"  {a:>{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d:>{widths[3]}}".rstrip() for a, b, c, d in rows
     )
+
+
+def run_order(layers: list[Layer]) -> list[Layer]:
+    """The layers in the order forward runs them (backward: reversed). A ReLU just before a max
+    pool runs after it: max(relu(a), relu(b)) = relu(max(a, b)), so the outputs are the same,
+    and so is every gradient: where a window's maximum x is positive, its first maximum of
+    relu(x) and of x are the same input, and where it is not, the ReLU's mask ([x > 0] at that
+    input, [y > 0] after the pool) is 0 either way. The ReLU then touches one value per window
+    (LeNet: 4× fewer), and the pool reads its input straight from the layer before."""
+    order = list(layers)
+    for i in range(len(order) - 1):
+        if type(order[i]) is ReLU and isinstance(order[i + 1], _MaxPool):
+            order[i], order[i + 1] = order[i + 1], order[i]
+    return order
 
 
 def layer_name(layer) -> str:

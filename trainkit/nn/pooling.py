@@ -144,13 +144,25 @@ class _MaxPool(_Pool):
     (the first one on ties, as torch); overlapping windows add up.
 
     The arg max is found in the backward pass, tap by tap in window order: the first tap
-    whose value equals y takes the gradient (cheaper than tracking it in the forward pass)."""
+    whose value equals y takes the gradient (cheaper than tracking it in the forward pass).
+
+    Tiled windows (kernel = stride, no padding or dilation, sizes divisible: LeNet's 2×2 pools)
+    over a C-contiguous input run in two stages instead: the maximum of each window row's kw
+    taps, hm (n, C, H, Wo), then the maximum of each window's kh rows of hm. Row taps are
+    x.flat[j::kw], one long strided run each, where a tap of the 2-D window is Wo values per
+    row: numpy's per-row cost made the tap-by-tap form 4× slower than its arithmetic. Taking
+    the first maximum of each row, then the first row holding the window's maximum, picks the
+    first maximum in row-major window order: torch's tap.
+    """
 
     fill = -math.inf
 
     def forward(self, x, training):
         x4 = to_4d(x, self.spatial_dims)
         buf = self._buffer if training else scratch
+        self.staged = self._tiles()[1] and x4.flags.c_contiguous
+        if self.staged:
+            return from_4d(self._forward_staged(x4, buf), self.spatial_dims)
         xpad = self._padded(x4, buf)
         y = buf("y", (len(x4), x4.shape[1], *self.out_hw), x.dtype)
         for t, rows, cols in self.win.taps(*self.out_hw):
@@ -161,8 +173,26 @@ class _MaxPool(_Pool):
         self.xpad, self.y = xpad, y
         return from_4d(y, self.spatial_dims)
 
+    def _stages(self, n: int):
+        """(row taps of x.flat, hm.flat, window rows of hm (kh views of (n, C, Ho, Wo)))."""
+        (kh, kw), (ho, wo), c = self.kernel, self.out_hw, self.in_shape4[0]
+        flat = self.x4.reshape(-1)
+        rows = self.hm.reshape(n, c, ho, kh, wo)
+        return [flat[j::kw] for j in range(kw)], self.hm.reshape(-1), [rows[:, :, :, i] for i in range(kh)]
+
+    def _forward_staged(self, x4, buf):
+        n, c, h, _ = x4.shape
+        self.x4, self.hm = x4, buf("hm", (n, c, h, self.out_hw[1]), x4.dtype)
+        taps, hm, rows = self._stages(n)
+        _maximum(taps, hm)
+        self.y = buf("y", (n, c, *self.out_hw), x4.dtype)
+        _maximum(rows, self.y)
+        return self.y
+
     def backward(self, dy):
         dy4 = to_4d(dy, self.spatial_dims)
+        if self.staged:
+            return self._backward_staged(dy4)
         disjoint, covering = self._tiles()
         dxpad = self._dxpad(len(dy4), dy.dtype, zero=not covering)
         hit, open_ = self._buffer("hit", dy4.shape, bool), self._buffer("open", dy4.shape, bool)
@@ -179,6 +209,54 @@ class _MaxPool(_Pool):
             else:
                 dxpad[:, :, rows, cols] += xp.multiply(dy4, hit, out=part)
         return self._dx(dxpad)
+
+    def _backward_staged(self, dy4):
+        """dy to the first row of its window holding the maximum (dhm, laid out as hm), then
+        each row's gradient to the first of its taps holding that row's maximum."""
+        n, dtype = len(dy4), dy4.dtype
+        dhm = self._buffer("dhm", self.hm.shape, dtype)
+        dx = self._buffer("dx", self.x4.shape, dtype)
+        taps, hm, rows = self._stages(n)
+        (kh, kw), (ho, wo), c = self.kernel, self.out_hw, self.in_shape4[0]
+        drows = dhm.reshape(n, c, ho, kh, wo)
+        _route(rows, self.y, dy4, [drows[:, :, :, i] for i in range(kh)], self._buffer)
+        flat = dx.reshape(-1)
+        _route(taps, hm, dhm.reshape(-1), [flat[j::kw] for j in range(kw)], self._buffer)
+        return from_4d(dx, self.spatial_dims)
+
+
+def _maximum(taps, out):
+    """out ← the elementwise maximum of the taps (NaN wins, as in torch)."""
+    if len(taps) == 1:
+        out[...] = taps[0]
+        return
+    xp.maximum(taps[0], taps[1], out=out)
+    for t in taps[2:]:
+        xp.maximum(out, t, out=out)
+
+
+def _route(taps, best, grad, outs, buf):
+    """outs[t] ← grad where taps[t] is the first tap equal to best (their maximum), else 0.
+    Two taps need one comparison: the second is first only where it is strictly larger."""
+    shape = best.shape
+    if len(taps) == 1:
+        outs[0][...] = grad
+        return
+    hit = buf("hit", shape, bool)
+    if len(taps) == 2:  # the first tap's share is grad − grad·hit: exact, and no second mask
+        xp.greater(taps[1], taps[0], out=hit)
+        xp.multiply(grad, hit, out=outs[1])
+        xp.subtract(grad, outs[1], out=outs[0])
+        return
+    open_ = buf("open", shape, bool)  # no earlier tap has claimed the maximum
+    for t, (tap, out) in enumerate(zip(taps, outs)):
+        xp.equal(tap, best, out=hit)
+        if t == 0:
+            xp.logical_not(hit, out=open_)
+        else:
+            hit &= open_
+            open_ ^= hit
+        xp.multiply(grad, hit, out=out)
 
 
 class _AvgPool(_Pool):
