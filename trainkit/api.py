@@ -24,6 +24,7 @@ from trainkit.data.pipeline import DataState, fit_scaling_to_model, inputs_for, 
 from trainkit.errors import ConfigError, DataError, npz_reason
 from trainkit.losses import Head, HeadMismatch, head_for
 from trainkit.nn.models import declared_out_features
+from trainkit.nn.network import PARTS
 from trainkit.nn.norm import ONE_VALUE_HINT, one_value_batches
 from trainkit.optim.optimizers import BatchSizeError, resolve_batch_size
 from trainkit.optim.schedules import build_schedule
@@ -361,7 +362,10 @@ def _train(loaded: LoadedConfig, run_dir, on_epoch, on_start, t0: float) -> RunR
             on_epoch(row)
 
     a = exp.arrays
-    with dp.stop_on_signals() if dp is not None else _stop_on_signals(tr), blas_threads(exp.threads):
+    # A net whose batches train as parts runs them on the threads, each part's BLAS on one.
+    exp.net.lanes = min(PARTS, exp.threads or 1) if exp.net.split else 1
+    blas = 1 if exp.net.lanes > 1 else exp.threads
+    with dp.stop_on_signals() if dp is not None else _stop_on_signals(tr), blas_threads(blas):
         out = tr.fit(a["X_train"], a["T_train"], a.get("X_val"), a.get("T_val"), on_epoch=epoch_hook)
     result = _result(exp, out, resolved, t0, run_dir)
     if run_dir is not None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import queue
+import threading
 
 # Multiply-adds per step worth one more thread: about a millisecond of one core's GEMM, far
 # above the tens of microseconds a pool needs to wake and join its threads.
@@ -88,3 +90,71 @@ def current_blas_threads() -> int | None:
         return None
     sizes = [lib.num_threads for lib in ctl.select(user_api="blas").lib_controllers]
     return max(sizes) if sizes else None
+
+
+class Lanes:
+    """n − 1 persistent threads that, with the caller's, run up to n callables at once.
+
+    numpy's array loops and BLAS calls release the GIL, so callables that spend their time
+    in them (a layer stack on part of a batch) run on n cores. Waking a thread costs tens of
+    microseconds: only work of milliseconds is worth a lane. Each call's results carry a
+    token, so a call interrupted while a lane still worked (Ctrl-C) cannot be mistaken for
+    the next call's."""
+
+    def __init__(self, n: int):
+        self.n, self.pid, self._token = n, os.getpid(), 0
+        self._lanes = []
+        for _ in range(n - 1):
+            jobs, done = queue.SimpleQueue(), queue.SimpleQueue()
+            threading.Thread(target=self._serve, args=(jobs, done), daemon=True, name="trainkit-lane").start()
+            self._lanes.append((jobs, done))
+
+    @staticmethod
+    def _serve(jobs, done):
+        while True:
+            token, fn = jobs.get()
+            try:
+                fn()
+                done.put((token, None))
+            except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+                done.put((token, e))
+
+    def run(self, tasks) -> None:
+        """Call every task; the caller's thread runs the first. Returns when all have ended,
+        raising the first error any of them raised."""
+        if self.n == 1 or len(tasks) == 1:
+            for fn in tasks:
+                fn()
+            return
+        if len(tasks) > self.n:
+            raise ValueError(f"{len(tasks)} tasks for {self.n} lanes")
+        self._token += 1
+        used = self._lanes[: len(tasks) - 1]
+        for (jobs, _), fn in zip(used, tasks[1:]):
+            jobs.put((self._token, fn))
+        errors = []
+        try:
+            tasks[0]()
+        except BaseException as e:  # noqa: BLE001 - the lanes are still waited for
+            errors.append(e)
+        for _, done in used:
+            while True:
+                token, error = done.get()
+                if token == self._token:
+                    break
+            if error is not None:
+                errors.append(error)
+        if errors:
+            raise errors[0]
+
+
+_lanes: dict[int, Lanes] = {}
+
+
+def lanes(n: int) -> Lanes:
+    """This process's lanes for n callables at once (new ones after a fork: threads do not
+    survive it)."""
+    have = _lanes.get(n)
+    if have is None or have.pid != os.getpid():
+        have = _lanes[n] = Lanes(n)
+    return have

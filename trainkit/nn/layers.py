@@ -27,6 +27,9 @@ class Layer:
     """Base: no parameters; subclasses override forward/backward."""
 
     activation = False  # usable as an `activation:` in mlp
+    # Each sample's output and gradient depend on that sample alone (batch norm's do not; dropout
+    # draws the whole batch's masks from one stream): a batch may then run in parts (network.py).
+    samples_apart = True
     # What the layer outputs when it ends a model: logits (unbounded), probabilities (each in
     # (0, 1)), distribution (rows sum to 1); None passes on what its input was (dropout).
     outputs: str | None = "logits"
@@ -349,6 +352,7 @@ class Dropout(Layer):
     """Training: y = x ⊙ m / (1 − p), m ~ Bernoulli(1 − p); evaluation: y = x.  dx = dy ⊙ m / (1 − p)."""
 
     outputs = None
+    samples_apart = False
 
     def __init__(self, cfg: DropoutConfig):
         self.p = cfg.p

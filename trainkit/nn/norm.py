@@ -82,6 +82,8 @@ class _BatchNorm(ShapedLayer):
     Evaluation: x̂ uses running_mean/var, so dx = dy·γ / √(running_var + ε).
     Buffers as torch: running_mean (C,) = 0, running_var (C,) = 1, num_batches_tracked () = 0."""
 
+    samples_apart = False  # its statistics span the batch
+
     ranks: tuple[int, ...] = ()
 
     def __init__(self, cfg: _BatchNormConfig):

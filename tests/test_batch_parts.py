@@ -1,0 +1,161 @@
+"""Batch parts (nn/network.py): conv nets of per-sample layers train large batches as PARTS
+parts on their own layer copies, on threads (backend/threads.py: Lanes). The gradient must be
+the whole batch's, the results must not depend on how many threads ran the parts, and nets
+whose layers mix samples must never split."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from test_conv_runs import write_images
+
+import trainkit
+from trainkit import api
+from trainkit.backend.threads import Lanes
+from trainkit.config import load_config_text
+from trainkit.nn import network
+
+NET = """
+seed: 0
+data: {{name: npz, path: img.npz, val_fraction: 0}}
+model:
+  name: sequential
+  layers:
+    - {{name: conv2d, out_channels: 6, kernel_size: 3, padding: 1}}
+    - relu
+    - {{name: max_pool2d, kernel_size: 2}}
+    - {{name: conv2d, out_channels: 8, kernel_size: 3}}
+    - relu{extra}
+    - flatten
+    - linear
+optimizer: {{name: adam, lr: 0.01}}
+train: {{epochs: 2, batch_size: 20, dtype: float64, threads: {threads}}}
+"""
+
+
+@pytest.fixture
+def small_split(monkeypatch):
+    """Split even this test's small batches (LeNet's need no patch: SPLIT_MACS is ~1/5 of one)."""
+    monkeypatch.setattr(network, "SPLIT_MACS", 0)
+
+
+def build(tmp_path, extra="", threads=1):
+    if not (tmp_path / "img.npz").exists():
+        write_images(tmp_path / "img.npz", (2, 8, 8), n=60)
+    text = NET.format(extra=extra, threads=threads)
+    return api.build(load_config_text(text, str(tmp_path / "c.yaml"), base_dir=tmp_path))
+
+
+def step(net, x, dy, lanes):
+    net.lanes = lanes
+    y = net.forward(x, training=True).copy()
+    net.backward(dy.copy())
+    return y, net.grad.copy()
+
+
+@pytest.mark.usefixtures("small_split")
+def test_the_parts_give_the_whole_batchs_outputs_and_gradient(tmp_path):
+    exp = build(tmp_path)
+    net = exp.net
+    assert net.split
+    x = exp.arrays["X_train"][:20]
+    dy = np.random.default_rng(1).normal(size=(20, 1))
+    y2, g2 = step(net, x, dy, 2)
+    assert net._bounds == [(0, 10), (10, 20)]
+    network.SPLIT_MACS = 10**18  # the same net, one part
+    y1, g1 = step(net, x, dy, 1)
+    assert net._bounds is None
+    np.testing.assert_allclose(y2, y1, rtol=1e-13, atol=0)
+    np.testing.assert_allclose(g2, g1, rtol=1e-12, atol=1e-15)  # the batch's sum, in another order
+    assert np.abs(g1).min() < np.abs(g1).max()  # a real gradient, not zeros
+
+
+@pytest.mark.usefixtures("small_split")
+def test_one_lane_or_two_give_bit_identical_results(tmp_path):
+    """The parts are fixed by the config; the lanes only decide whether they run at once."""
+    net = build(tmp_path).net
+    x = build(tmp_path).arrays["X_train"][:20]
+    dy = np.random.default_rng(2).normal(size=(20, 1))
+    y1, g1 = step(net, x, dy, 1)
+    for _ in range(3):
+        y2, g2 = step(net, x, dy, 2)
+        np.testing.assert_array_equal(y2, y1)
+        np.testing.assert_array_equal(g2, g1)
+
+
+@pytest.mark.usefixtures("small_split")
+def test_training_on_one_thread_or_two_ends_at_the_same_parameters(tmp_path):
+    """DESIGN: same config + same seed -> bit-identical results, whatever the machine's cores."""
+    runs = []
+    for threads in (1, 2):
+        build(tmp_path)  # writes the data once
+        text = NET.format(extra="", threads=threads)
+        r = trainkit.train(load_config_text(text, str(tmp_path / "c.yaml"), base_dir=tmp_path))
+        runs.append(r)
+    assert runs[0].info["threads"] == 1 and runs[1].info["threads"] == 2
+    for k, v in runs[0].params.items():
+        np.testing.assert_array_equal(v, runs[1].params[k])
+    assert runs[0].metrics["train_loss"] == runs[1].metrics["train_loss"]
+
+
+@pytest.mark.usefixtures("small_split")
+@pytest.mark.parametrize(
+    "extra,splits",
+    [
+        ("", True),
+        ("\n    - {name: batch_norm2d}", False),  # statistics over the whole batch
+        ("\n    - {name: dropout, p: 0.2}", False),  # the batch's masks from one stream
+        ("\n    - {name: dropout2d, p: 0.2}", False),
+        ("\n    - {name: layer_norm}", True),  # per sample
+    ],
+)
+def test_only_nets_of_per_sample_layers_split(tmp_path, extra, splits):
+    assert build(tmp_path, extra).net.split == splits
+
+
+def test_mlps_and_small_batches_do_not_split(tmp_path, monkeypatch):
+    exp = build(tmp_path)
+    x = exp.arrays["X_train"][:20]
+    exp.net.forward(x, training=True)
+    assert exp.net._bounds is None  # this small net's batch is far below SPLIT_MACS
+    monkeypatch.setattr(network, "SPLIT_MACS", 3 * 20 * exp.net.macs_per_sample)
+    exp.net.forward(x, training=True)
+    assert exp.net._bounds is not None  # at the threshold
+    exp.net.forward(x[:19], training=True)
+    assert exp.net._bounds is None  # an epoch's last, smaller batch
+    exp.net.forward(x, training=False)
+    assert exp.net._bounds is None  # evaluation never splits
+    mlp = load_config_text(
+        "data: {name: linear}\nmodel: {name: mlp, hidden: [8]}\noptimizer: {name: sgd, lr: 0.1}\n",
+        str(tmp_path / "m.yaml"),
+        base_dir=tmp_path,
+    )
+    assert not api.build(mlp).net.split
+
+
+def test_a_lanes_error_is_raised_in_the_callers_thread():
+    lanes = Lanes(2)
+    ran = []
+
+    def bad():
+        raise ValueError("in a lane")
+
+    with pytest.raises(ValueError, match="in a lane"):
+        lanes.run([lambda: ran.append(threading.current_thread().name), bad])
+    assert ran == [threading.current_thread().name]  # the first task runs in the caller's thread
+    lanes.run([lambda: ran.append(1), lambda: ran.append(2)])
+    assert sorted(ran[1:]) == [1, 2]
+
+
+def test_an_interrupted_calls_late_result_is_not_taken_for_the_next_ones():
+    """Ctrl-C while the caller waits leaves the lane's result of that call behind: the next
+    call must wait for its own task's result, not return on the stale one."""
+    lanes = Lanes(2)
+    _, done_queue = lanes._lanes[0]
+    done_queue.put((lanes._token, None))  # what an interrupted wait leaves
+    done = []
+    lanes.run([lambda: None, lambda: (time.sleep(0.2), done.append("new"))])
+    assert done == ["new"]
