@@ -159,3 +159,27 @@ def test_an_interrupted_calls_late_result_is_not_taken_for_the_next_ones():
     done = []
     lanes.run([lambda: None, lambda: (time.sleep(0.2), done.append("new"))])
     assert done == ["new"]
+
+
+@pytest.mark.usefixtures("small_split")
+@pytest.mark.parametrize("threads,lanes,blas", [(1, 1, 1), (2, 2, 1), (4, 2, 2)])
+def test_the_parts_run_on_lanes_that_share_the_blas_threads(tmp_path, monkeypatch, threads, lanes, blas):
+    """threads: N gives the parts min(2, N) lanes and each lane N // lanes BLAS threads (a
+    4-core machine keeps all four busy), restored after the run."""
+    from trainkit.backend import threads as th
+
+    for k in th._ENV:  # a parent's cap (compare's workers) would lower `threads`
+        monkeypatch.delenv(k, raising=False)
+
+    build(tmp_path)
+    before = th.current_blas_threads()
+    seen = []
+    text = NET.format(extra="", threads=threads)
+    exp_net = []
+    trainkit.train(
+        load_config_text(text, str(tmp_path / "c.yaml"), base_dir=tmp_path),
+        on_start=lambda exp: exp_net.append(exp.net),
+        on_epoch=lambda row: seen.append((exp_net[0].lanes, th.current_blas_threads())),
+    )
+    assert set(seen) == {(lanes, blas)}
+    assert th.current_blas_threads() == before

@@ -362,9 +362,10 @@ def _train(loaded: LoadedConfig, run_dir, on_epoch, on_start, t0: float) -> RunR
             on_epoch(row)
 
     a = exp.arrays
-    # A net whose batches train as parts runs them on the threads, each part's BLAS on one.
+    # A net whose batches train as parts runs them at once on up to PARTS threads, sharing the
+    # BLAS threads out among them (on 2 cores: one each).
     exp.net.lanes = min(PARTS, exp.threads or 1) if exp.net.split else 1
-    blas = 1 if exp.net.lanes > 1 else exp.threads
+    blas = exp.threads // exp.net.lanes if exp.net.lanes > 1 else exp.threads
     with dp.stop_on_signals() if dp is not None else _stop_on_signals(tr), blas_threads(blas):
         out = tr.fit(a["X_train"], a["T_train"], a.get("X_val"), a.get("T_val"), on_epoch=epoch_hook)
     result = _result(exp, out, resolved, t0, run_dir)
