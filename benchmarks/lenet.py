@@ -120,7 +120,9 @@ def conv_gemm(batch: int, steps: int = 7) -> dict:
     """The conv layers at `batch`, timed in place during real training steps (forward and
     backward of the whole net): their GEMMs alone (every call of trainkit.nn.conv.gemm, so the
     benchmark times exactly the products the layers run) and the whole conv layers (im2col,
-    col2im, bias and copies included). GFLOP/s of useful conv flops, best step of `steps`."""
+    col2im, bias and copies included). GFLOP/s of useful conv flops, best step of `steps`.
+    The batch's parts (nn/network.py) run one after the other here, with the BLAS's own
+    threads, so every timed call has the machine to itself."""
     import numpy as np
 
     from trainkit import api
@@ -130,6 +132,8 @@ def conv_gemm(batch: int, steps: int = 7) -> dict:
     exp = api.build(load_config_text(lenet_config(batch, 1), "bench.yaml"))
     net, X = exp.net, exp.arrays["X_train"][:batch]
     convs = [layer for layer in net.layers if isinstance(layer, conv._Conv)]
+    # every part's copies of them too (a batch this large trains as parts: nn/network.py)
+    timed_convs = [layer for stack in net.stacks() for layer in stack if isinstance(layer, conv._Conv)]
     spent = {"gemm": 0.0, "layers": 0.0}
 
     def timed(fn, key):
@@ -144,7 +148,7 @@ def conv_gemm(batch: int, steps: int = 7) -> dict:
 
     plain = conv.gemm
     conv.gemm = timed(plain, "gemm")
-    for c in convs:  # instance attributes shadow the methods for this benchmark's net only
+    for c in timed_convs:  # instance attributes shadow the methods for this benchmark's net only
         c.forward, c.backward = timed(c.forward, "layers"), timed(c.backward, "layers")
     best = {"gemm": float("inf"), "layers": float("inf")}
     try:
@@ -191,7 +195,7 @@ def lenet_memory() -> dict:
 
     exp = api.build(load_config_text(lenet_config(128, 1), "bench.yaml"))
     exp.net.forward(exp.arrays["X_train"][:128], training=True)
-    cols = sum(layer.cols.nbytes for layer in exp.net.layers if isinstance(layer, _Conv))
+    cols = sum(layer.cols.nbytes for stack in exp.net.stacks() for layer in stack if isinstance(layer, _Conv))
     return {
         "peak_rss_mb": peak_rss_mb(),
         "im2col_mb": cols / 2**20,

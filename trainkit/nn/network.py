@@ -173,7 +173,8 @@ class Network:
         for layer in reversed(self.order):
             dy = layer.backward(dy)
 
-    def _stacks(self):
+    def stacks(self) -> list[list[Layer]]:
+        """The layers in run order: this network's own, then each other part's copies."""
         return [self.order] + [order for order, _ in self._parts]
 
     def _forward_parts(self, x):
@@ -191,7 +192,7 @@ class Network:
 
             return run
 
-        lane_pool(self.lanes).run([part(s, lo, hi) for s, (lo, hi) in zip(self._stacks(), self._bounds)])
+        lane_pool(self.lanes).run([part(s, lo, hi) for s, (lo, hi) in zip(self.stacks(), self._bounds)])
         return out
 
     def _backward_parts(self, dy) -> None:
@@ -203,7 +204,7 @@ class Network:
 
             return run
 
-        lane_pool(self.lanes).run([part(s, lo, hi) for s, (lo, hi) in zip(self._stacks(), self._bounds)])
+        lane_pool(self.lanes).run([part(s, lo, hi) for s, (lo, hi) in zip(self.stacks(), self._bounds)])
         for _, grad in self._parts:  # in order: the same sum whatever the lanes
             self.grad += grad
 
