@@ -53,6 +53,26 @@ def test_pixels_are_read_exactly_without_resize(tmp_path):
     np.testing.assert_allclose(X[0], a.transpose(2, 0, 1) / 255.0, rtol=1e-6)
 
 
+@pytest.mark.parametrize("mode,size", [("grey", [2, 3]), ("rgb", [2, 3]), ("grey", [4, 6])])
+def test_16_bit_grey_images_read_as_their_8_bit_twins(tmp_path, mode, size):
+    """A 16-bit PNG holds v·257 where an 8-bit one holds v: both are the same image, and read the
+    same, resized or not (to within the 8-bit one's rounding; Pillow's "L"/"RGB" conversion
+    clipped 16-bit values at 255)."""
+    root = tmp_path / "imgs"
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+    a = np.array([[0, 40, 80], [120, 200, 255]], dtype=np.uint8)
+    Image.fromarray(a).save(root / "a" / "x.png")
+    Image.fromarray(a.astype(np.uint16) * 257).save(root / "b" / "x.png")
+    assert Image.open(root / "b" / "x.png").mode.startswith("I")
+    data = f"{{name: image_folder, path: imgs, size: {size}, mode: {mode}, val_fraction: 0}}"
+    X = build(tmp_path, data, model="mlp").arrays["X_train"]
+    resized = size != [2, 3]  # the 8-bit image is resized in whole levels, the 16-bit one in floats
+    np.testing.assert_allclose(X[1], X[0], rtol=0, atol=0.51 / 255 if resized else 1e-6)
+    if not resized:
+        np.testing.assert_allclose(X[0].reshape(-1, 2, 3)[0], a / 255.0, rtol=1e-6)
+
+
 def test_a_cnn_learns_the_folder_and_predicts_a_flat_folder(tmp_path, cli):
     write_folder(tmp_path / "imgs", n=10, fmt="jpg")
     write_folder(tmp_path / "new", n=1)

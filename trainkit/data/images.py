@@ -110,10 +110,15 @@ def _read(items: list, root: Path, cfg: ImageFolderConfig, shown: str, classes: 
     for f, _c in items:
         try:
             with Image.open(f) as im:
-                im = im.convert("L" if cfg.mode == "grey" else "RGB")
+                if im.mode.startswith("I"):  # 16-bit grey PNG: converting to "L" or "RGB" clips it at 255
+                    im, top = im.convert("F"), 65535.0
+                else:
+                    im, top = im.convert("L" if cfg.mode == "grey" else "RGB"), 255.0
                 if [im.height, im.width] != list(size):
                     im = im.resize((size[1], size[0]), Image.BILINEAR)
-                a = np.asarray(im, dtype=np.float32) / 255.0
+                a = np.asarray(im, dtype=np.float32) / top
+                if a.ndim == 2 and cfg.mode == "rgb":  # grey read as RGB: three equal channels, as Pillow's convert
+                    a = np.repeat(a[:, :, None], 3, axis=2)
         except (OSError, ValueError) as e:
             raise DataError(f"cannot read image {f.relative_to(root)}: {e}", shown) from None
         rows.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))  # (C, H, W)
