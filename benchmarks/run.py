@@ -283,8 +283,10 @@ def lenet_markdown(res: dict) -> list[str]:
             )
     lines += [
         "",
+        "trainkit trains each batch as two parts on two threads, one BLAS thread each "
+        "(`trainkit/nn/network.py`); torch runs its ops on its own 2 threads. "
         "The conv layers' GEMMs (forward, weight and input gradients), timed in place during "
-        "training steps at batch 512, run at "
+        "training steps at batch 512 (the parts one after the other, the BLAS on its own threads), run at "
         f"{le['conv_gemm_gflops']:.0f} GFLOP/s of useful conv flops against a measured peak of "
         f"{le['gemm_peak_gflops']:.0f}. The whole conv layers (im2col, col2im and copies included) "
         "forward and backward: "
