@@ -159,3 +159,24 @@ def test_an_interrupted_calls_late_result_is_not_taken_for_the_next_ones():
     done = []
     lanes.run([lambda: None, lambda: (time.sleep(0.2), done.append("new"))])
     assert done == ["new"]
+
+
+@pytest.mark.usefixtures("small_split")
+def test_a_batch_of_fewer_samples_than_parts_runs_whole(tmp_path):
+    """An epoch's last batch of one sample (n_train % batch_size == 1), or a data-parallel
+    rank's single row, cannot be cut into PARTS non-empty parts: it runs through the network
+    whole, and a run whose last batch is one sample trains to its end."""
+    exp = build(tmp_path)
+    net = exp.net
+    x = exp.arrays["X_train"][:1]
+    dy = np.random.default_rng(5).normal(size=(1, 1))
+    y2, g2 = step(net, x, dy, 2)
+    assert net._bounds is None
+    network.SPLIT_MACS = 10**18
+    y1, g1 = step(net, x, dy, 1)
+    np.testing.assert_array_equal(y2, y1)
+    np.testing.assert_array_equal(g2, g1)
+    network.SPLIT_MACS = 0
+    text = NET.format(extra="", threads=2).replace("batch_size: 20", "batch_size: 59")  # 60 samples: 59, then 1
+    r = trainkit.train(load_config_text(text, str(tmp_path / "c.yaml"), base_dir=tmp_path))
+    assert r.status == "completed"
