@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -180,3 +181,32 @@ def test_a_batch_of_fewer_samples_than_parts_runs_whole(tmp_path):
     text = NET.format(extra="", threads=2).replace("batch_size: 20", "batch_size: 59")  # 60 samples: 59, then 1
     r = trainkit.train(load_config_text(text, str(tmp_path / "c.yaml"), base_dir=tmp_path))
     assert r.status == "completed"
+
+
+def test_the_lanes_run_under_the_callers_numpy_error_state():
+    """np.errstate is per thread: a lane must take the caller's (the trainer ignores overflow,
+    which surfaces as a non-finite loss), not numpy's default, which warns."""
+    lanes = Lanes(2)
+
+    def overflow():
+        np.full(3, 1e308) * 10.0
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(all="ignore"):
+            lanes.run([overflow, overflow])
+        with np.errstate(over="raise"), pytest.raises(FloatingPointError):
+            lanes.run([lambda: None, overflow])
+
+
+@pytest.mark.usefixtures("small_split")
+def test_a_diverging_run_on_two_lanes_reports_no_numpy_warnings(tmp_path):
+    """A diverging run is reported as such ("loss became nan"), with no RuntimeWarning from
+    numpy on stderr, whether its parts ran on one thread or two."""
+    build(tmp_path)
+    text = NET.format(extra="", threads=2).replace("adam, lr: 0.01", "sgd, lr: 1.0e+100")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = trainkit.train(load_config_text(text, str(tmp_path / "c.yaml"), base_dir=tmp_path))
+    assert r.status == "diverged" and "loss became nan" in r.stop_reason
+    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
