@@ -249,3 +249,41 @@ def test_data_parallel_ranks_of_a_split_net_give_the_single_process_parameters(n
     assert r.code == 0, r.stderr
     got = json.loads(out.read_text())[0]
     assert_same(one, got["params"], got["history"], 1e-10)
+
+
+def _per_sample_cases():
+    from test_conv import LAYERS
+
+    from trainkit import registry
+
+    for name, kwargs, shape in LAYERS:
+        if len(shape) > 1 and registry.get("layers", name).build.samples_apart:
+            yield name, kwargs, shape
+
+
+@pytest.mark.usefixtures("small_split")
+@pytest.mark.parametrize("name,kwargs,shape", list(_per_sample_cases()))
+def test_every_per_sample_layer_gives_the_batchs_gradient_in_parts(name, kwargs, shape):
+    """Each registered layer that declares samples_apart, after a 1×1 conv (a net must hold a
+    conv to split): its copies share nothing mutable, so two lanes give one lane's bits, and
+    both the unsplit batch's outputs and gradient (summed in another order)."""
+    from test_conv import make
+
+    from trainkit.config.base import InitScheme
+
+    conv = "conv1d" if len(shape) == 2 else "conv2d"
+    layers = [make(conv, out_channels=shape[0], kernel_size=1), make(name, **kwargs), make("flatten")]
+    net = network.Network(layers, shape, np.float64)
+    net.init(InitScheme(name="default"), np.random.default_rng(0))
+    assert net.split
+    rng = np.random.default_rng(1)
+    x = rng.integers(-2, 3, (7, int(np.prod(shape)))).astype(np.float64)  # ties for the max pools
+    dy = rng.normal(size=(7, net.out_features))
+    y2, g2 = step(net, x, dy, 2)
+    y1, g1 = step(net, x, dy, 1)
+    np.testing.assert_array_equal(y2, y1)
+    np.testing.assert_array_equal(g2, g1)
+    network.SPLIT_MACS = 10**18
+    y, g = step(net, x, dy, 1)
+    np.testing.assert_allclose(y2, y, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(g2, g, rtol=1e-12, atol=1e-14)
