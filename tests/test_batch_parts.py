@@ -5,6 +5,8 @@ whose layers mix samples must never split."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 import warnings
@@ -15,7 +17,7 @@ from test_conv_runs import write_images
 
 import trainkit
 from trainkit import api
-from trainkit.backend.threads import Lanes
+from trainkit.backend.threads import Lanes, lanes
 from trainkit.config import load_config_text
 from trainkit.nn import network
 
@@ -287,3 +289,22 @@ def test_every_per_sample_layer_gives_the_batchs_gradient_in_parts(name, kwargs,
     y, g = step(net, x, dy, 1)
     np.testing.assert_allclose(y2, y, rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(g2, g, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_gets_lanes_of_its_own():
+    """Threads do not survive a fork: a child that trains split batches must start new lanes,
+    not queue work for the parent's (it would wait forever)."""
+    parent = lanes(2)
+    parent.run([lambda: None, lambda: None])
+    pid = os.fork()
+    if pid == 0:  # the child: any failure, or a hang past the alarm, is a nonzero exit
+        signal.alarm(10)
+        try:
+            done = []
+            lanes(2).run([lambda: done.append(1), lambda: done.append(2)])
+            os._exit(0 if sorted(done) == [1, 2] and lanes(2) is not parent else 1)
+        except BaseException:  # noqa: BLE001 - the child must never return into pytest
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
