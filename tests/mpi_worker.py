@@ -5,7 +5,8 @@
     python tests/mpi_worker.py cli ARGS...                  `trainkit ARGS`, as the CLI runs
 
 Fault injection for the fault tests, by environment: MPI_TEST_PIDS=DIR writes DIR/rank<r>.pid;
-MPI_TEST_RAISE=R:E makes rank R raise in epoch E's first step.
+MPI_TEST_RAISE=R:E makes rank R raise in epoch E's first step. MPI_TEST_SPLIT_MACS=M sets
+trainkit.nn.network.SPLIT_MACS (0: small conv nets train their batches as parts).
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ def _faults() -> None:
     from mpi4py import MPI
 
     rank = MPI.COMM_WORLD.Get_rank()
+    if os.environ.get("MPI_TEST_SPLIT_MACS"):
+        from trainkit.nn import network
+
+        network.SPLIT_MACS = int(os.environ["MPI_TEST_SPLIT_MACS"])
     if os.environ.get("MPI_TEST_PIDS"):
         Path(os.environ["MPI_TEST_PIDS"], f"rank{rank}.pid").write_text(str(os.getpid()))
     if os.environ.get("MPI_TEST_RAISE"):

@@ -5,8 +5,11 @@ whose layers mix samples must never split."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -14,7 +17,7 @@ from test_conv_runs import write_images
 
 import trainkit
 from trainkit import api
-from trainkit.backend.threads import Lanes
+from trainkit.backend.threads import Lanes, lanes
 from trainkit.config import load_config_text
 from trainkit.nn import network
 
@@ -183,3 +186,148 @@ def test_the_parts_run_on_lanes_that_share_the_blas_threads(tmp_path, monkeypatc
     )
     assert set(seen) == {(lanes, blas)}
     assert th.current_blas_threads() == before
+
+
+def test_a_batch_of_fewer_samples_than_parts_runs_whole(tmp_path):
+    """An epoch's last batch of one sample (n_train % batch_size == 1), or a data-parallel
+    rank's single row, cannot be cut into PARTS non-empty parts: it runs through the network
+    whole, and a run whose last batch is one sample trains to its end."""
+    exp = build(tmp_path)
+    net = exp.net
+    x = exp.arrays["X_train"][:1]
+    dy = np.random.default_rng(5).normal(size=(1, 1))
+    y2, g2 = step(net, x, dy, 2)
+    assert net._bounds is None
+    network.SPLIT_MACS = 10**18
+    y1, g1 = step(net, x, dy, 1)
+    np.testing.assert_array_equal(y2, y1)
+    np.testing.assert_array_equal(g2, g1)
+    network.SPLIT_MACS = 0
+    text = NET.format(extra="", threads=2).replace("batch_size: 20", "batch_size: 59")  # 60 samples: 59, then 1
+    r = trainkit.train(load_config_text(text, str(tmp_path / "c.yaml"), base_dir=tmp_path))
+    assert r.status == "completed"
+
+
+def test_the_lanes_run_under_the_callers_numpy_error_state():
+    """np.errstate is per thread: a lane must take the caller's (the trainer ignores overflow,
+    which surfaces as a non-finite loss), not numpy's default, which warns."""
+    lanes = Lanes(2)
+
+    def overflow():
+        np.full(3, 1e308) * 10.0
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(all="ignore"):
+            lanes.run([overflow, overflow])
+        with np.errstate(over="raise"), pytest.raises(FloatingPointError):
+            lanes.run([lambda: None, overflow])
+
+
+@pytest.mark.usefixtures("small_split")
+def test_a_diverging_run_on_two_lanes_reports_no_numpy_warnings(tmp_path):
+    """A diverging run is reported as such ("loss became nan"), with no RuntimeWarning from
+    numpy on stderr, whether its parts ran on one thread or two."""
+    build(tmp_path)
+    text = NET.format(extra="", threads=2).replace("adam, lr: 0.01", "sgd, lr: 1.0e+100")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = trainkit.train(load_config_text(text, str(tmp_path / "c.yaml"), base_dir=tmp_path))
+    assert r.status == "diverged" and "loss became nan" in r.stop_reason
+    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
+
+
+@pytest.mark.usefixtures("small_split")
+def test_a_split_run_stopped_mid_epoch_resumes_bit_exactly(tmp_path):
+    """Kill (as SIGINT would) after step 4 of 6 on two lanes and resume: the parameters and
+    history equal an uninterrupted run's (parts keep no state from one step to the next)."""
+    from test_runs import train_into
+
+    build(tmp_path)
+    (tmp_path / "t.yaml").write_text(NET.format(extra="", threads=2))
+    straight = train_into(tmp_path / "a", tmp_path / "t.yaml")
+    first = train_into(tmp_path / "b", tmp_path / "t.yaml", stop_after_step=4)
+    assert first.status == "interrupted"
+    resumed = train_into(tmp_path / "b", tmp_path / "t.yaml", resume=True)
+    assert resumed.epochs_run == 2
+    for k in straight.params:
+        np.testing.assert_array_equal(resumed.params[k], straight.params[k])
+    assert resumed.history == straight.history
+
+
+@pytest.mark.usefixtures("small_split")
+@pytest.mark.parametrize("n", [2, 3])
+def test_data_parallel_ranks_of_a_split_net_give_the_single_process_parameters(n, tmp_path):
+    """Each rank cuts its rows of the batch into parts; the all-reduced gradient is the batch's.
+    79 samples in batches of 13 end in a batch of 1 row: a rank with 1 row (or a stand-in row)
+    runs it whole."""
+    import json
+
+    from test_mpi import CNN1D, assert_same, run_mpi
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(CNN1D)
+    one = api.train(cfg)
+    assert api.build(load_config_text(CNN1D, str(cfg), base_dir=tmp_path)).net.split
+    out = tmp_path / "out.json"
+    r = run_mpi(n, "results", out, cfg, worker=True, env={"MPI_TEST_SPLIT_MACS": "0"})
+    assert r.code == 0, r.stderr
+    got = json.loads(out.read_text())[0]
+    assert_same(one, got["params"], got["history"], 1e-10)
+
+
+def _per_sample_cases():
+    from test_conv import LAYERS
+
+    from trainkit import registry
+
+    for name, kwargs, shape in LAYERS:
+        if len(shape) > 1 and registry.get("layers", name).build.samples_apart:
+            yield name, kwargs, shape
+
+
+@pytest.mark.usefixtures("small_split")
+@pytest.mark.parametrize("name,kwargs,shape", list(_per_sample_cases()))
+def test_every_per_sample_layer_gives_the_batchs_gradient_in_parts(name, kwargs, shape):
+    """Each registered layer that declares samples_apart, after a 1×1 conv (a net must hold a
+    conv to split): its copies share nothing mutable, so two lanes give one lane's bits, and
+    both the unsplit batch's outputs and gradient (summed in another order)."""
+    from test_conv import make
+
+    from trainkit.config.base import InitScheme
+
+    conv = "conv1d" if len(shape) == 2 else "conv2d"
+    layers = [make(conv, out_channels=shape[0], kernel_size=1), make(name, **kwargs), make("flatten")]
+    net = network.Network(layers, shape, np.float64)
+    net.init(InitScheme(name="default"), np.random.default_rng(0))
+    assert net.split
+    rng = np.random.default_rng(1)
+    x = rng.integers(-2, 3, (7, int(np.prod(shape)))).astype(np.float64)  # ties for the max pools
+    dy = rng.normal(size=(7, net.out_features))
+    y2, g2 = step(net, x, dy, 2)
+    y1, g1 = step(net, x, dy, 1)
+    np.testing.assert_array_equal(y2, y1)
+    np.testing.assert_array_equal(g2, g1)
+    network.SPLIT_MACS = 10**18
+    y, g = step(net, x, dy, 1)
+    np.testing.assert_allclose(y2, y, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(g2, g, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_gets_lanes_of_its_own():
+    """Threads do not survive a fork: a child that trains split batches must start new lanes,
+    not queue work for the parent's (it would wait forever)."""
+    parent = lanes(2)
+    parent.run([lambda: None, lambda: None])
+    pid = os.fork()
+    if pid == 0:  # the child: any failure, or a hang past the alarm, is a nonzero exit
+        signal.alarm(10)
+        try:
+            done = []
+            lanes(2).run([lambda: done.append(1), lambda: done.append(2)])
+            os._exit(0 if sorted(done) == [1, 2] and lanes(2) is not parent else 1)
+        except BaseException:  # noqa: BLE001 - the child must never return into pytest
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -18,6 +18,8 @@ import os
 import queue
 import threading
 
+import numpy as np
+
 # Multiply-adds per step worth one more thread: about a millisecond of one core's GEMM, far
 # above the tens of microseconds a pool needs to wake and join its threads.
 PER_THREAD = 2**23
@@ -99,7 +101,8 @@ class Lanes:
     in them (a layer stack on part of a batch) run on n cores. Waking a thread costs tens of
     microseconds: only work of milliseconds is worth a lane. Each call's results carry a
     token, so a call interrupted while a lane still worked (Ctrl-C) cannot be mistaken for
-    the next call's."""
+    the next call's. A lane runs its task under the caller's numpy error state (np.errstate
+    is per thread: the trainer's `all="ignore"` would not reach it otherwise)."""
 
     def __init__(self, n: int):
         self.n, self.pid, self._token = n, os.getpid(), 0
@@ -112,9 +115,10 @@ class Lanes:
     @staticmethod
     def _serve(jobs, done):
         while True:
-            token, fn = jobs.get()
+            token, fn, err = jobs.get()
             try:
-                fn()
+                with np.errstate(**err):
+                    fn()
                 done.put((token, None))
             except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
                 done.put((token, e))
@@ -129,9 +133,9 @@ class Lanes:
         if len(tasks) > self.n:
             raise ValueError(f"{len(tasks)} tasks for {self.n} lanes")
         self._token += 1
-        used = self._lanes[: len(tasks) - 1]
+        used, err = self._lanes[: len(tasks) - 1], np.geterr()
         for (jobs, _), fn in zip(used, tasks[1:]):
-            jobs.put((self._token, fn))
+            jobs.put((self._token, fn, err))
         errors = []
         try:
             tasks[0]()

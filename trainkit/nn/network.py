@@ -159,7 +159,8 @@ class Network:
         if len(self.in_shape) > 1:  # data arrive as (n, features): a free reshape to (n, C, H, W)
             x = x.reshape((len(x),) + self.in_shape)
         self._bounds = None
-        if training and self._parts and 3 * len(x) * self.macs_per_sample >= SPLIT_MACS:
+        # A batch of fewer samples than parts (an epoch's last batch of one) would leave a part empty.
+        if training and self._parts and len(x) >= PARTS and 3 * len(x) * self.macs_per_sample >= SPLIT_MACS:
             return self._forward_parts(x)
         for layer in self.order:
             x = layer.forward(x, training)
