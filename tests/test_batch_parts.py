@@ -331,3 +331,10 @@ def test_a_forked_child_gets_lanes_of_its_own():
             os._exit(1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.parametrize("n_tasks", [3, 4, 5])
+def test_more_tasks_than_lanes_run_in_rounds(n_tasks):
+    ran = []
+    Lanes(2).run([lambda k=k: ran.append(k) for k in range(n_tasks)])
+    assert sorted(ran) == list(range(n_tasks))

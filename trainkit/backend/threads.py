@@ -124,14 +124,16 @@ class Lanes:
                 done.put((token, e))
 
     def run(self, tasks) -> None:
-        """Call every task; the caller's thread runs the first. Returns when all have ended,
-        raising the first error any of them raised."""
+        """Call every task, n at a time (the caller's thread runs the first of each n). Returns
+        when all have ended, raising the first error any of them raised."""
         if self.n == 1 or len(tasks) == 1:
             for fn in tasks:
                 fn()
             return
+        for i in range(self.n, len(tasks), self.n):  # more tasks than lanes: in rounds
+            self.run(tasks[i - self.n : i])
         if len(tasks) > self.n:
-            raise ValueError(f"{len(tasks)} tasks for {self.n} lanes")
+            tasks = tasks[(len(tasks) - 1) // self.n * self.n :]
         self._token += 1
         used, err = self._lanes[: len(tasks) - 1], np.geterr()
         for (jobs, _), fn in zip(used, tasks[1:]):

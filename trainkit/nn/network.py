@@ -94,8 +94,8 @@ class Network:
                 for layer, (p, _) in zip(layers, per_layer):
                     twin = copy.copy(layer)  # the same configuration; its own buffers and caches
                     twin.__dict__.pop("_buffers", None)
-                    names = {pn: full for full, i, pn, _ in specs if layers[i] is layer}
-                    twin.bind(p, {pn: grad[self.slices[full]].reshape(p[pn].shape) for pn, full in names.items()})
+                    own = {pn: full for full, i, pn, _ in specs if layers[i] is layer}
+                    twin.bind(p, {pn: grad[self.slices[full]].reshape(p[pn].shape) for pn, full in own.items()})
                     copies.append(twin)
                 self._parts.append((run_order(copies), grad))
 
