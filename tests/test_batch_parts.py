@@ -188,6 +188,7 @@ def test_the_parts_run_on_lanes_that_share_the_blas_threads(tmp_path, monkeypatc
     assert th.current_blas_threads() == before
 
 
+@pytest.mark.usefixtures("small_split")  # also restores SPLIT_MACS, which this test sets
 def test_a_batch_of_fewer_samples_than_parts_runs_whole(tmp_path):
     """An epoch's last batch of one sample (n_train % batch_size == 1), or a data-parallel
     rank's single row, cannot be cut into PARTS non-empty parts: it runs through the network
