@@ -204,6 +204,7 @@ class DataParallel:
         if tail is not None and tail.text().strip():
             lines += [f"  rank {self.rank}: {line}" for line in tail.text().strip().splitlines()[-12:]]
         print("\n".join(lines), file=sys.__stderr__, flush=True)
+        time.sleep(0.2)  # mpiexec forwards stderr through a pipe: on a busy machine the abort lost the line
         self.comm.Abort(code or 1)
 
 
