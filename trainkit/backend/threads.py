@@ -130,10 +130,10 @@ class Lanes:
             for fn in tasks:
                 fn()
             return
-        for i in range(self.n, len(tasks), self.n):  # more tasks than lanes: in rounds
-            self.run(tasks[i - self.n : i])
-        if len(tasks) > self.n:
-            tasks = tasks[(len(tasks) - 1) // self.n * self.n :]
+        if len(tasks) > self.n:  # more tasks than lanes: in rounds
+            for i in range(0, len(tasks), self.n):
+                self.run(tasks[i : i + self.n])
+            return
         self._token += 1
         used, err = self._lanes[: len(tasks) - 1], np.geterr()
         for (jobs, _), fn in zip(used, tasks[1:]):
