@@ -18,12 +18,14 @@ core each however the BLAS is threaded; the parts use every core for all of them
 from __future__ import annotations
 
 import copy
+import functools
 import math
 
 import numpy as np
 
 from trainkit.backend import current, to_device, xp
 from trainkit.backend.threads import lanes as lane_pool
+from trainkit.nn.conv import _Conv
 from trainkit.nn.init import init_linear
 from trainkit.nn.layers import Dropout, Layer, Linear, ReLU
 from trainkit.nn.pooling import _MaxPool
@@ -84,6 +86,7 @@ class Network:
         if layers and hasattr(layers[0], "needs_input_grad"):
             layers[0].needs_input_grad = False
         self.order = run_order(layers)
+        self.macs_per_sample = sum(layer.macs_per_sample() for layer in layers)  # one sample's forward
         self.lanes = 1  # threads the parts run on (set for training: api.train)
         self._parts: list[tuple[list[Layer], np.ndarray]] = []  # the other parts' layers and gradients
         self._bounds: list[tuple[int, int]] | None = None  # the parts of the last training forward
@@ -120,14 +123,6 @@ class Network:
                 return layer.outputs
         return "logits"
 
-    @property
-    def macs_per_sample(self) -> int:
-        """Multiply-adds of one sample's forward pass."""
-        have = getattr(self, "_macs", None)
-        if have is None:
-            have = self._macs = sum(layer.macs_per_sample() for layer in self.layers)
-        return have
-
     def macs_per_step(self, batch_size: int) -> int:
         """Multiply-adds of a training step: forward, and twice that backward."""
         return 3 * batch_size * self.macs_per_sample
@@ -160,7 +155,7 @@ class Network:
             x = x.reshape((len(x),) + self.in_shape)
         self._bounds = None
         # A batch of fewer samples than parts (an epoch's last batch of one) would leave a part empty.
-        if training and self._parts and len(x) >= PARTS and 3 * len(x) * self.macs_per_sample >= SPLIT_MACS:
+        if training and self._parts and len(x) >= PARTS and self.macs_per_step(len(x)) >= SPLIT_MACS:
             return self._forward_parts(x)
         for layer in self.order:
             x = layer.forward(x, training)
@@ -178,34 +173,34 @@ class Network:
         """The layers in run order: this network's own, then each other part's copies."""
         return [self.order] + [order for order, _ in self._parts]
 
+    def _on_parts(self, work) -> None:
+        """work(stack, lo, hi) for every part (its layers, its rows of the batch), at once on the lanes."""
+        lane_pool(self.lanes).run(
+            [functools.partial(work, s, lo, hi) for s, (lo, hi) in zip(self.stacks(), self._bounds)]
+        )
+
     def _forward_parts(self, x):
         n = len(x)
         cuts = [n * k // PARTS for k in range(PARTS + 1)]
         self._bounds = list(zip(cuts, cuts[1:]))
         out = self._out_buffer(n, x.dtype)
 
-        def part(stack, lo, hi):
-            def run():
-                h = x[lo:hi]
-                for layer in stack:
-                    h = layer.forward(h, True)
-                out[lo:hi] = h
+        def forward(stack, lo, hi):
+            h = x[lo:hi]
+            for layer in stack:
+                h = layer.forward(h, True)
+            out[lo:hi] = h
 
-            return run
-
-        lane_pool(self.lanes).run([part(s, lo, hi) for s, (lo, hi) in zip(self.stacks(), self._bounds)])
+        self._on_parts(forward)
         return out
 
     def _backward_parts(self, dy) -> None:
-        def part(stack, lo, hi):
-            def run():
-                g = dy[lo:hi]
-                for layer in reversed(stack):
-                    g = layer.backward(g)
+        def backward(stack, lo, hi):
+            g = dy[lo:hi]
+            for layer in reversed(stack):
+                g = layer.backward(g)
 
-            return run
-
-        lane_pool(self.lanes).run([part(s, lo, hi) for s, (lo, hi) in zip(self.stacks(), self._bounds)])
+        self._on_parts(backward)
         for _, grad in self._parts:  # in order: the same sum whatever the lanes
             self.grad += grad
 
@@ -264,8 +259,6 @@ def splittable(layers: list[Layer]) -> bool:
     convolutions (where one core's elementwise work is most of a step), and every layer
     per-sample (batch norm's statistics span the batch; dropout draws the batch's masks in
     one go)."""
-    from trainkit.nn.conv import _Conv
-
     return (
         current() is np
         and any(isinstance(layer, _Conv) for layer in layers)
