@@ -216,13 +216,18 @@ class _Conv(ShapedLayer):
         """W as the GEMMs of r > 1 see it, the banded (r·O, C, H', kw): block q
         holds W's kernel row i at input row q·sh + i·dh of the window, zeros elsewhere, so
         row q·O + o of Wb cols is output channel o at output row b·r + q of row block b."""
-        o, c, (kh, kw), sh, dh = self.out_channels, self.in_channels, self.kernel, self.stride[0], self.dilation[0]
+        o, c, (kh, kw) = self.out_channels, self.in_channels, self.kernel
         wb = buf("w_band", (self.r, o, c, self.gwin.kernel[0], kw), dtype)
         wb.fill(0)
         w4 = self.W2.reshape(o, c, kh, kw)
         for q in range(self.r):
-            wb[q, :, :, q * sh : q * sh + dh * (kh - 1) + 1 : dh] = w4
+            wb[q, :, :, self._band(q)] = w4
         return wb.reshape(self.r * o, -1)
+
+    def _band(self, q: int) -> slice:
+        """The window rows (of H') where block q of the banded weight holds W's kernel rows."""
+        sh, dh, kh = self.stride[0], self.dilation[0], self.kernel[0]
+        return slice(q * sh, q * sh + dh * (kh - 1) + 1, dh)
 
     def _row_blocks(self):
         """(q, output rows q, q + r, …, rows of the padded (r·O, B, ...) grid) for each of the r
@@ -320,10 +325,10 @@ class _Conv(ShapedLayer):
         if self.r == 1:
             self.gW2[...] = dwb
             return
-        o, c, (kh, kw), sh, dh = self.out_channels, self.in_channels, self.kernel, self.stride[0], self.dilation[0]
+        o, c, (kh, kw) = self.out_channels, self.in_channels, self.kernel
         bands, g4 = dwb.reshape(self.r, o, c, self.gwin.kernel[0], kw), self.gW2.reshape(o, c, kh, kw)
         for q in range(self.r):
-            band = bands[q, :, :, q * sh : q * sh + dh * (kh - 1) + 1 : dh]
+            band = bands[q, :, :, self._band(q)]
             if q == 0:
                 g4[...] = band
             else:
