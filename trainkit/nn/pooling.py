@@ -108,6 +108,7 @@ class _Pool(ShapedLayer):
             padded = self.win.padded_shape((1, c, h, w))[2:][-d:]
             raise ShapeError(f"pooling window {fmt_shape(span)} is larger than its padded input {fmt_shape(padded)}")
         self.in_shape4, self.out_hw = (c, h, w), self.win.out_size(h, w)
+        self.disjoint, self.covering = self._tiles()
         return spatial_out(c, self.out_hw, self.spatial_dims)
 
     def _padded(self, x4, buf):
@@ -160,7 +161,7 @@ class _MaxPool(_Pool):
     def forward(self, x, training):
         x4 = to_4d(x, self.spatial_dims)
         buf = self._buffer if training else scratch
-        self.staged = self._tiles()[1] and x4.flags.c_contiguous
+        self.staged = self.covering and x4.flags.c_contiguous
         if self.staged:
             return from_4d(self._forward_staged(x4, buf), self.spatial_dims)
         xpad = self._padded(x4, buf)
@@ -193,8 +194,8 @@ class _MaxPool(_Pool):
         dy4 = to_4d(dy, self.spatial_dims)
         if self.staged:
             return self._backward_staged(dy4)
-        disjoint, covering = self._tiles()
-        dxpad = self._dxpad(len(dy4), dy.dtype, zero=not covering)
+        disjoint = self.disjoint
+        dxpad = self._dxpad(len(dy4), dy.dtype, zero=not self.covering)
         hit, open_ = self._buffer("hit", dy4.shape, bool), self._buffer("open", dy4.shape, bool)
         part = None if disjoint else self._buffer("part", dy4.shape, dy.dtype)
         for t, rows, cols in self.win.taps(*self.out_hw):
