@@ -203,9 +203,10 @@ def build_augmentations(cfgs, shape=None, model_shape=None) -> list:
     channel axis ((H, W) before conv2d is a grey image (1, H, W), not a 1-D signal of H
     channels), the spatial augmentations see the samples as the network does."""
     from trainkit import registry
+    from trainkit.data.shapes import as_the_network_reads
 
-    if shape and model_shape and len(model_shape) > len(shape):
-        shape = model_shape
+    if shape and model_shape:
+        shape = as_the_network_reads(shape, model_shape)
     augs = [registry.get("augmentations", c.name).build(c) for c in cfgs]
     for a in augs:
         if isinstance(a, _Spatial):

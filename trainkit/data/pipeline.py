@@ -16,7 +16,7 @@ import numpy as np
 
 from trainkit import registry
 from trainkit.data.dataset import Dataset, clip, encode_labels, first_nonfinite, guess_task, label_names, split
-from trainkit.data.shapes import channel_scaling, check_same_shape, sample_shape
+from trainkit.data.shapes import as_the_network_reads, channel_scaling, check_same_shape, sample_shape
 from trainkit.errors import DataError
 from trainkit.rng import stream
 
@@ -242,7 +242,8 @@ def fit_scaling_to_model(state: DataState, train: Dataset, in_shape: tuple[int, 
     """Scaling per channel as the network reads the samples, where it gives them a channel axis
     the data lacks: (H, W) before conv2d is one grey channel (not H), (L,) before conv1d one
     channel (not L columns). `state.shape` stays the data's own (other files are checked against it)."""
-    if len(in_shape) > len(state.shape or (len(state.feature_names),)):
+    own = tuple(state.shape or (len(state.feature_names),))
+    if as_the_network_reads(own, in_shape) != own:
         fit_scaling(state, train, in_shape)
 
 

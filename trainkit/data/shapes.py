@@ -40,6 +40,13 @@ def sample_shape(ds, declared) -> tuple[int, ...] | None:
     return shape
 
 
+def as_the_network_reads(shape: tuple[int, ...], in_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """One sample's shape as the network reads it: its input shape where it gives the data a
+    channel axis the data lacks ((H, W) before conv2d is a grey image (1, H, W), not H channels
+    of a signal; (L,) before conv1d is one channel (1, L), not L columns), else the data's own."""
+    return tuple(in_shape) if len(in_shape) > len(shape) else tuple(shape)
+
+
 def check_same_shape(other, shape, declared, source: str) -> None:
     """A validation, test or prediction file must hold samples of the training data's shape."""
     if shape is None:
